@@ -1,0 +1,74 @@
+# Shared by exps/pretrain.sh and exps/finetune.sh; sourced, never run.
+#
+# Those launchers are run with `.` (sourced) from the user's shell, so everything here lives in one
+# function with `local` variables, returns instead of exiting, and changes no option, variable or
+# directory of the caller. The function is removed again by the launcher that sourced this file.
+
+_imagebind_llm_launch() {
+    # Usage: _imagebind_llm_launch ENTRY_POINT OUTPUT_DIR [ARGS FOR THE ENTRY POINT ...]
+    local entry="$1" output_dir="$2"
+    shift 2
+    local repo_root
+    repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || return 1
+    local python="${PYTHON:-python3}"
+    if ! command -v "$python" >/dev/null 2>&1; then
+        echo "launcher: '$python' not found; activate the environment (bash exps/setup_venv.sh makes .venv) or set PYTHON" >&2
+        return 1
+    fi
+    mkdir -p "$output_dir" || { echo "launcher: cannot create the output folder $output_dir" >&2; return 1; }
+    output_dir="$(cd "$output_dir" && pwd)"
+
+    local nproc="${NPROC_PER_NODE:-}"
+    if [ -z "$nproc" ]; then
+        # One process per visible GPU; one CPU process where there is none.
+        nproc="$("$python" -c 'import torch; print(max(torch.cuda.device_count(), 1))' 2>/dev/null)" || nproc=1
+    fi
+    local -a rendezvous
+    if [ "${NNODES:-1}" -gt 1 ]; then
+        if [ -z "${MASTER_ADDR:-}" ] || [ -z "${NODE_RANK:-}" ]; then
+            echo "launcher: NNODES=$NNODES needs MASTER_ADDR (the first node's address) and NODE_RANK (this node's index) set" >&2
+            return 1
+        fi
+        rendezvous=(--nnodes "$NNODES" --node_rank "$NODE_RANK" --master_addr "$MASTER_ADDR" --master_port "${MASTER_PORT:-29500}")
+    elif [ -n "${MASTER_PORT:-}" ]; then
+        rendezvous=(--nnodes 1 --node_rank 0 --master_addr "${MASTER_ADDR:-127.0.0.1}" --master_port "$MASTER_PORT")
+    else
+        # One node: let torchrun pick a free port, so that two jobs on one machine do not collide.
+        rendezvous=(--standalone)
+    fi
+
+    local log_file="$output_dir/output.log"
+    local -a command=("$python" -u -m torch.distributed.run "${rendezvous[@]}" --nproc_per_node "$nproc"
+        "$repo_root/$entry" --output_dir "$output_dir" --resume auto "$@")
+    echo "[$(date '+%Y-%m-%d %H:%M:%S')] ${command[*]}" >> "$log_file"
+
+    if [ "${FOREGROUND:-0}" = 1 ]; then
+        (cd "$repo_root" && "${command[@]}") 2>&1 | tee -a "$log_file"
+        return "${PIPESTATUS[0]}"
+    fi
+    # In the background, detached from the terminal: the job survives the shell closing, and the
+    # subshell keeps it out of the caller's job table.
+    local pid
+    pid="$(cd "$repo_root" && { nohup setsid "${command[@]}" >> "$log_file" 2>&1 < /dev/null & echo $!; })" || return 1
+    echo "$pid" > "$output_dir/launcher.pid"
+    echo "Started $entry in the background (process $pid)."
+    echo "Log:    $log_file"
+    echo "Follow: tail -f '$log_file'"
+    echo "Stop:   kill $pid   (it saves a checkpoint first; launching again on $output_dir resumes)"
+}
+
+_imagebind_llm_require() {
+    # Usage: _imagebind_llm_require WHAT VALUE KIND(file|dir|any) USAGE
+    if [ -z "$2" ]; then
+        echo "launcher: missing $1. Usage: $4" >&2
+        return 1
+    fi
+    if [ "$3" = file ] && [ ! -f "$2" ]; then
+        echo "launcher: $1 '$2' is not a file" >&2
+        return 1
+    fi
+    if [ "$3" = dir ] && [ ! -d "$2" ]; then
+        echo "launcher: $1 '$2' is not a folder" >&2
+        return 1
+    fi
+}
