@@ -1,0 +1,62 @@
+"""The ImageBind-LLM model: build it, load the files users have, generate.
+
+    import model
+    llm = model.load("7B.pth", "/path/to/llama_dir", "ckpts/imagebind_huge.pth")
+    llm.generate({"Image": [pixels, 1]}, [model.format_prompt("Describe the image.")])
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import TYPE_CHECKING, Any, Mapping
+
+import torch
+
+from model.tokenizer import Tokenizer, format_prompt
+
+if TYPE_CHECKING:
+    from model.adapter import ImageBindLLM
+    from model.llama import ModelArgs
+
+__all__ = ["ImageBindLLM", "ModelArgs", "Tokenizer", "format_prompt", "load"]
+
+# data/ imports model.tokenizer, which runs this file first: the model's modules load only when
+# one of their names is used, so data loader workers do not import the whole model.
+_LAZY_NAMES = {"ImageBindLLM": "model.adapter", "ModelArgs": "model.llama"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    raise AttributeError(f"module 'model' has no attribute {name!r}")
+
+
+def _default_frozen_dtype(device: torch.device) -> torch.dtype:
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def load(checkpoint_path: str | os.PathLike, llama_dir: str | os.PathLike, imagebind_path: str | os.PathLike,
+         llama_type: str | None = None, imagebind_args: Mapping[str, Any] | None = None,
+         device: torch.device | str | None = None, frozen_dtype: torch.dtype | None = None) -> ImageBindLLM:
+    """An ImageBindLLM in eval mode with a checkpoint's weights, for inference.
+
+    The phase (and so LLaMA's biases and LoRA) follows from the checkpoint's keys. llama_type None:
+    the base the checkpoint records, else the only model folder in llama_dir, else 7B_chinese (the
+    base the released checkpoints need). device None: CUDA when available, else the CPU;
+    frozen_dtype None: bfloat16 (float16 where unsupported) on CUDA, float32 on the CPU.
+    """
+    from model.weights import (build_from_files, choose_llama_type, llama_model_dir, phase_of_checkpoint,
+                               read_adapter_checkpoint, read_params)
+
+    checkpoint = read_adapter_checkpoint(checkpoint_path)
+    llama_type = llama_type or choose_llama_type(llama_dir, checkpoint.llama_type)
+    params = read_params(llama_model_dir(llama_dir, llama_type))
+    phase = phase_of_checkpoint(checkpoint, params)
+    device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+    frozen_dtype = frozen_dtype or _default_frozen_dtype(device)
+    model = build_from_files(llama_dir, llama_type, imagebind_path, phase, imagebind_args=imagebind_args,
+                             device=device, frozen_dtype=frozen_dtype, checkpoint=checkpoint)
+    return model.eval()

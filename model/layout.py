@@ -1,0 +1,77 @@
+"""Which of ImageBind-LLM's tensors each phase trains, and which a released checkpoint holds.
+
+Names here are fixed by the published checkpoints (tests/contracts/): the bridge modules sit at
+the top level of the model, `prefix_query` beside them, the frozen encoder under `image_bind.` and
+LLaMA under `llama.`. Every rule matches an exact module name or a module type, never a
+substring of a name, so a tensor added later is frozen and unsaved until a rule names it.
+
+    pre-training trains   the bridge, prefix_query, every attention gate
+    fine-tuning trains    LLaMA's norms, LLaMA's biases, the LoRA factors
+    a released file holds both sets (so 7B-pretrained.pth carries the frozen norms, 7B.pth the
+                          frozen bridge): everything the LLaMA and ImageBind files do not hold,
+                          plus LLaMA's norms
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from torch import Tensor, nn
+
+from model.llama import GatedPrefixAttention, LoRADown, LoRAUp, RMSNorm
+
+PHASES = ("pretrain", "finetune")
+
+BRIDGE_BLOCKS = 3
+BRIDGE_MODULES = ("image_bind_proj",) + tuple(
+    f"image_bind_{part}_{block}" for block in range(1, BRIDGE_BLOCKS + 1) for part in ("norm", "f1", "f2", "f3")
+)
+PREFIX_MODULE = "prefix_query"
+LLAMA_MODULE = "llama"
+
+# (module's name inside the model, the module, the parameter's own name) -> bool
+ParameterRule = Callable[[str, nn.Module, str], bool]
+
+
+def is_pretrain_trainable(module_name: str, module: nn.Module, param_name: str) -> bool:
+    """The bridge, prefix_query and the attention gates."""
+    if module_name in BRIDGE_MODULES or module_name == PREFIX_MODULE:
+        return True
+    return isinstance(module, GatedPrefixAttention) and param_name == "gate"
+
+
+def is_finetune_trainable(module_name: str, module: nn.Module, param_name: str) -> bool:
+    """Inside LLaMA: every RMSNorm, every nn.Linear bias (Meta's LLaMA has none), every LoRA factor."""
+    if not module_name.startswith(LLAMA_MODULE + "."):  # a path test: the module lies under model.llama
+        return False
+    if isinstance(module, (RMSNorm, LoRADown, LoRAUp)):
+        return True
+    return isinstance(module, nn.Linear) and param_name == "bias"
+
+
+def is_released(module_name: str, module: nn.Module, param_name: str) -> bool:
+    """A released checkpoint holds what either phase trains (see the module docstring)."""
+    return is_pretrain_trainable(module_name, module, param_name) or is_finetune_trainable(module_name, module, param_name)
+
+
+TRAINABLE_RULES: dict[str, ParameterRule] = {"pretrain": is_pretrain_trainable, "finetune": is_finetune_trainable}
+
+
+def named_parameters_where(model: nn.Module, rule: ParameterRule) -> Iterator[tuple[str, nn.Parameter]]:
+    """(full name, parameter) for every parameter of `model` that `rule` accepts, in module order."""
+    for module_name, module in model.named_modules():
+        for param_name, param in module.named_parameters(recurse=False):
+            if rule(module_name, module, param_name):
+                yield (f"{module_name}.{param_name}" if module_name else param_name), param
+
+
+def trainable_parameters(model: nn.Module, phase: str) -> dict[str, nn.Parameter]:
+    """The parameters `phase` trains (whatever their requires_grad says now)."""
+    if phase not in TRAINABLE_RULES:
+        raise ValueError(f"unknown phase {phase!r}: use one of {', '.join(PHASES)}")
+    return dict(named_parameters_where(model, TRAINABLE_RULES[phase]))
+
+
+def released_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """The released layout: name -> detached tensor (shared with the model, not copied)."""
+    return {name: param.detach() for name, param in named_parameters_where(model, is_released)}
