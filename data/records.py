@@ -1,0 +1,176 @@
+"""From a meta file's raw entry to the text to train on: a list of (prompt, answer) exchanges.
+
+- A caption cell of a pre-training table: a string, or a list of strings written as a JSON or
+  Python list literal (`["a cat", "a kitten"]`), of which one is drawn at random.
+- An Alpaca record `{"instruction", "input", "output"}`: one exchange, the Alpaca prompt built
+  from the instruction *string* (the published code passed a one-element tuple by mistake).
+- A LLaVA record `{"image", "conversations": [{"from": "human", "value"}, {"from": "gpt", "value"}, ...]}`:
+  turns alternate human and gpt; `turns="all"` gives one exchange per answered question,
+  `turns="first"` only the first (as the published code). "<image>" is removed from the text
+  unless `keep_image_token`.
+
+Every exchange's prompt is `format_prompt(question)`, follow-up questions included: the model is
+always asked the way inference asks it. Problems raise `BadInput` with a reason of
+data.bad_samples.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from data.bad_samples import (
+    BAD_CONVERSATION,
+    EMPTY_TEXT,
+    MISSING_FIELD,
+    NO_ANSWER,
+    NON_STRING_TEXT,
+    BadInput,
+)
+from model.tokenizer import CAPTION_INSTRUCTION, format_prompt
+
+IMAGE_TOKEN = "<image>"
+HUMAN_ROLES = ("human", "user")
+ASSISTANT_ROLES = ("gpt", "assistant")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A prompt (already in the Alpaca template) and the answer the model learns to give."""
+
+    prompt: str
+    answer: str
+
+
+def caption_exchange(cell: str, rng: random.Random | None = None) -> Exchange:
+    """The captioning exchange for one table cell; a list cell yields one of its captions at random."""
+    caption = _pick_caption(cell, rng or random)
+    if not caption.strip():
+        raise BadInput(EMPTY_TEXT, "the caption is empty")
+    return Exchange(prompt=format_prompt(CAPTION_INSTRUCTION), answer=caption)
+
+
+def _pick_caption(cell: str, rng: random.Random) -> str:
+    captions = _as_list(cell)
+    if captions is None:
+        return cell
+    if not captions:
+        raise BadInput(EMPTY_TEXT, "the caption list is empty")
+    if not all(isinstance(caption, str) for caption in captions):
+        raise BadInput(NON_STRING_TEXT, f"the caption list holds a non-string: {cell[:200]!r}")
+    return rng.choice(captions)
+
+
+def _as_list(cell: str) -> list | None:
+    """The list a cell spells as a JSON or Python literal, else None (the cell is one caption)."""
+    text = cell.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            value = parse(text)
+        except (ValueError, SyntaxError, RecursionError, MemoryError):
+            continue
+        return value if isinstance(value, list) else None
+    return None
+
+
+def record_exchanges(record: Any, turns: str = "all", keep_image_token: bool = False) -> list[Exchange]:
+    """The exchanges of a fine-tuning record, Alpaca or LLaVA style (see the module docstring)."""
+    if not isinstance(record, dict):
+        raise BadInput(MISSING_FIELD, f"a record must be a JSON object, got {type(record).__name__}")
+    if "conversations" in record:
+        return _conversation_exchanges(record["conversations"], turns, keep_image_token)
+    if "instruction" in record and "output" in record:
+        return [_alpaca_exchange(record)]
+    raise BadInput(
+        MISSING_FIELD,
+        f"a record needs `conversations` (LLaVA) or `instruction` and `output` (Alpaca); it has {sorted(record)}",
+    )
+
+
+def record_image(record: dict) -> str | None:
+    """The record's image path as written (None for a text-only record)."""
+    image = record.get("image")
+    if image is None:
+        return None
+    if not isinstance(image, str) or not image.strip():
+        raise BadInput(MISSING_FIELD, f"`image` must be a file name, got {image!r}")
+    return image
+
+
+def _alpaca_exchange(record: dict) -> Exchange:
+    instruction, output = record["instruction"], record["output"]
+    input_text = record.get("input")
+    for name, value in (("instruction", instruction), ("output", output), ("input", input_text)):
+        if value is not None and not isinstance(value, str):
+            raise BadInput(NON_STRING_TEXT, f"`{name}` is a {type(value).__name__}, not a string")
+    if not instruction.strip():
+        raise BadInput(EMPTY_TEXT, "`instruction` is empty")
+    if not output.strip():
+        raise BadInput(NO_ANSWER, "`output` is empty")
+    return Exchange(prompt=format_prompt(instruction, input_text), answer=output)
+
+
+def _conversation_exchanges(conversation: Any, turns: str, keep_image_token: bool) -> list[Exchange]:
+    if not isinstance(conversation, list):
+        raise BadInput(MISSING_FIELD, f"`conversations` must be a list of turns, got {type(conversation).__name__}")
+    used = conversation[:2] if turns == "first" else conversation
+    texts = [_turn_text(index, turn, expect_human=index % 2 == 0) for index, turn in enumerate(used)]
+    if not keep_image_token:
+        texts = [_without_image_token(text) for text in texts]
+    # Pairs (question, answer); a trailing unanswered question has nothing to learn from.
+    pairs = list(zip(texts[0::2], texts[1::2]))
+    if not pairs:
+        raise BadInput(NO_ANSWER, "the conversation has no answer")
+    exchanges = []
+    for number, (question, answer) in enumerate(pairs, start=1):
+        if not question.strip():
+            raise BadInput(EMPTY_TEXT, f"question {number} is empty")
+        if not answer.strip():
+            raise BadInput(NO_ANSWER, f"answer {number} is empty")
+        exchanges.append(Exchange(prompt=format_prompt(question), answer=answer))
+    return exchanges
+
+
+def _without_image_token(text: str) -> str:
+    """LLaVA writes "<image>\\n" before or after the first question; drop it and the blank it leaves."""
+    return text.replace(IMAGE_TOKEN, "").strip() if IMAGE_TOKEN in text else text
+
+
+def _turn_text(index: int, turn: Any, expect_human: bool) -> str:
+    if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+        raise BadInput(MISSING_FIELD, f"turn {index} needs `from` and `value`, got {turn!r:.200}")
+    roles = HUMAN_ROLES if expect_human else ASSISTANT_ROLES
+    if turn["from"] not in roles:
+        raise BadInput(
+            BAD_CONVERSATION,
+            f"turn {index} is from {turn['from']!r}; turns must alternate {HUMAN_ROLES[0]} and {ASSISTANT_ROLES[0]}, "
+            f"starting with {HUMAN_ROLES[0]}",
+        )
+    if not isinstance(turn["value"], str):
+        raise BadInput(NON_STRING_TEXT, f"turn {index}'s value is a {type(turn['value']).__name__}, not a string")
+    return turn["value"]
+
+
+def record_text_bytes(record: Any, turns: str = "all") -> int:
+    """A cheap length estimate: UTF-8 bytes of the record's text (0 for a malformed record).
+
+    Used to group samples of similar length; it tolerates anything, since bad records are
+    only judged (and counted) when drawn.
+    """
+    if not isinstance(record, dict):
+        return 0
+    conversation = record.get("conversations")
+    if isinstance(conversation, list):
+        turns_used = conversation[:2] if turns == "first" else conversation
+        texts = [turn.get("value") for turn in turns_used if isinstance(turn, dict)]
+        exchanges = (len(texts) + 1) // 2
+    else:
+        texts = [record.get("instruction"), record.get("input"), record.get("output")]
+        exchanges = 1
+    text_bytes = sum(len(text.encode("utf-8")) for text in texts if isinstance(text, str))
+    return text_bytes + exchanges * len(format_prompt(""))

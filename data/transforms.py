@@ -1,0 +1,36 @@
+"""Image transforms: PIL image -> FloatTensor[3, 224, 224] normalised as CLIP (and ImageBind) expect."""
+
+from __future__ import annotations
+
+from torchvision import transforms
+from torchvision.transforms import InterpolationMode
+
+from data.sample import IMAGE_SIZE
+
+# CLIP's statistics, which ImageBind's vision encoder was trained with.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def train_transform() -> transforms.Compose:
+    """The published training transform: a mild random crop (90-100% of the area), bicubic."""
+    return transforms.Compose([
+        transforms.RandomResizedCrop(
+            size=(IMAGE_SIZE, IMAGE_SIZE),
+            scale=(0.9, 1.0),
+            ratio=(0.75, 1.3333),  # the published value, not exactly 4/3
+            interpolation=InterpolationMode.BICUBIC,
+        ),
+        transforms.ToTensor(),
+        transforms.Normalize(mean=CLIP_MEAN, std=CLIP_STD),
+    ])
+
+
+def eval_transform() -> transforms.Compose:
+    """ImageBind's `load_and_transform_vision_data`: shorter side to 224 (bicubic), centre crop."""
+    return transforms.Compose([
+        transforms.Resize(IMAGE_SIZE, interpolation=InterpolationMode.BICUBIC),
+        transforms.CenterCrop(IMAGE_SIZE),
+        transforms.ToTensor(),
+        transforms.Normalize(mean=CLIP_MEAN, std=CLIP_STD),
+    ])
