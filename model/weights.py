@@ -1,11 +1,12 @@
 """Loading the files users have into ImageBindLLM: LLaMA folders, the ImageBind file, adapter checkpoints.
 
-- A LLaMA folder `LLAMA_DIR/<llama_type>/` holds Meta's `params.json` and `consolidated.NN.pth`
-  model-parallel shards (read_params, llama_shard_paths, merged_llama_state_dict).
+- A LLaMA folder `LLAMA_DIR/<llama_type>/` is in Meta's layout (params.json, consolidated.NN.pth)
+  or Hugging Face's (config.json, safetensors or .bin): model/llama_folder.py reads either.
 - The ImageBind weights come from a file the user names; a missing file is an error, never
   random weights.
 - Adapter checkpoints hold the released layout under 'model' (older files spell 'llama.' as
-  'llma.'); ours also record 'params', 'imagebind_args' and 'llama_type' (read_adapter_checkpoint).
+  'llma.'); ours also record 'params', 'imagebind_args', 'llama_type' and 'base', the base record
+  that loading checks against the LLaMA loaded (model/base_record.py).
 
 Files are read with mmap and copied tensor by tensor into a model built on the meta device and
 then allocated once (build_from_files), so 7B never sits in host memory twice in float32.
@@ -13,125 +14,31 @@ then allocated once (build_from_files), so 7B never sits in host memory twice in
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import torch
 from torch import nn
 
 from model.adapter import ImageBindLLM
+from model.base_record import check_base, fingerprint
 from model.llama import LoRADown, ModelArgs, Transformer
-from model.tokenizer import Tokenizer
+from model.llama_folder import choose_llama_type, llama_model_dir, llama_state_dict, load_tokenizer, read_params
+# Re-exported: the names this module offered before Meta's folder got a module of its own.
+from model.meta_folder import MergedShards, llama_shard_paths, merged_llama_state_dict, write_llama_folder  # noqa: F401
+from model.tensor_files import load_tensors
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LLAMA_TYPE = "7B_chinese"  # the reference's default; the released checkpoints were trained on it
-LLAMA_SHARD_GLOB = "consolidated.*.pth"
 LEGACY_PREFIX, PREFIX = "llma.", "llama."
-IGNORED_LLAMA_KEYS = ("rope.freqs",)  # Meta's precomputed rotary table: recomputed, never read
-
-# How Meta's model-parallel layers split a weight across shards (fairscale's layer types):
-# ColumnParallelLinear along its output rows, RowParallelLinear along its input columns,
-# ParallelEmbedding along the embedding width. Norms are replicated.
-_SHARD_DIM_BY_MODULE = {
-    "wq": 0, "wk": 0, "wv": 0, "w1": 0, "w3": 0, "output": 0,
-    "wo": 1, "w2": 1, "tok_embeddings": 1,
-    "attention_norm": None, "ffn_norm": None, "norm": None,
-}
 
 PathLike = str | os.PathLike
 
 
 # -- reading files ---------------------------------------------------------------------------------
-
-def load_tensors(path: PathLike) -> Any:
-    """torch.load on the CPU, memory-mapped when the file allows it, tensors and plain data only."""
-    with torch.serialization.safe_globals([argparse.Namespace]):  # the reference's files store 'args'
-        try:
-            return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-        except RuntimeError as error:
-            if "mmap" not in str(error):
-                raise
-            logger.info("%s cannot be memory-mapped (legacy format); reading it whole", path)
-            return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def read_params(model_dir: PathLike) -> dict[str, Any]:
-    """The contents of `model_dir/params.json`."""
-    path = Path(model_dir) / "params.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: a LLaMA folder holds Meta's params.json beside consolidated.NN.pth")
-    with open(path) as f:
-        return json.load(f)
-
-
-def llama_shard_paths(model_dir: PathLike) -> list[Path]:
-    """consolidated.00.pth, consolidated.01.pth, ... in shard order."""
-    paths = sorted(Path(model_dir).glob(LLAMA_SHARD_GLOB))
-    if not paths:
-        raise FileNotFoundError(f"no {LLAMA_SHARD_GLOB} in {model_dir}: that is where Meta's LLaMA weights go")
-    return paths
-
-
-def shard_dim(key: str) -> int | None:
-    """The dimension along which Meta's shards split `key` (None: replicated)."""
-    module = key.rsplit(".", 2)[-2]
-    if module not in _SHARD_DIM_BY_MODULE:
-        raise KeyError(f"{key}: not a LLaMA weight whose model-parallel split is known")
-    return _SHARD_DIM_BY_MODULE[module]
-
-
-class MergedShards(Mapping[str, torch.Tensor]):
-    """A read-only state dict over model-parallel shards; each tensor is merged when it is read,
-    so only one merged tensor exists at a time."""
-
-    def __init__(self, shards: Sequence[Mapping[str, torch.Tensor]], names: Sequence[str]):
-        keys = [set(shard) - set(IGNORED_LLAMA_KEYS) for shard in shards]
-        for name, shard_keys in zip(names[1:], keys[1:]):
-            if shard_keys != keys[0]:
-                raise ValueError(f"{name} holds other keys than {names[0]}: "
-                                 f"{sorted(shard_keys ^ keys[0])[:5]}; the shards do not belong together")
-        self.shards = shards
-        self.keys_in_order = [k for k in shards[0] if k not in IGNORED_LLAMA_KEYS]
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        if key not in self.keys_in_order:
-            raise KeyError(key)
-        if len(self.shards) == 1:
-            return self.shards[0][key]
-        dim = shard_dim(key)
-        if dim is None:
-            return self.shards[0][key]
-        return torch.cat([shard[key] for shard in self.shards], dim=dim)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys_in_order)
-
-    def __len__(self) -> int:
-        return len(self.keys_in_order)
-
-
-def merged_llama_state_dict(model_dir: PathLike) -> MergedShards:
-    """Meta's state dict of a LLaMA folder, shards merged on reading, 'rope.freqs' left out."""
-    paths = llama_shard_paths(model_dir)
-    logger.info("reading LLaMA weights from %s (%d shard%s)", model_dir, len(paths), "s" * (len(paths) > 1))
-    return MergedShards([load_tensors(p) for p in paths], [str(p) for p in paths])
-
-
-def write_llama_folder(model_dir: PathLike, state_dict: Mapping[str, torch.Tensor], params: Mapping[str, Any]) -> Path:
-    """Write Meta's layout: model_dir/params.json and one shard, consolidated.00.pth. Returns model_dir."""
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    with open(model_dir / "params.json", "w") as f:
-        json.dump(dict(params), f, indent=1)
-    torch.save({key: tensor.detach().contiguous() for key, tensor in state_dict.items()}, model_dir / "consolidated.00.pth")
-    return model_dir
-
 
 def read_imagebind_state_dict(path: PathLike) -> Mapping[str, torch.Tensor]:
     """The ImageBind weights at `path` (e.g. imagebind_huge.pth)."""
@@ -152,6 +59,16 @@ class AdapterCheckpoint:
     params: dict[str, Any] | None = None
     imagebind_args: dict[str, Any] | None = None
     llama_type: str | None = None
+    base: dict[str, Any] | None = None
+    """The base record ({'llama_type', 'params', 'fingerprint'}: model/base_record.py); None in older files."""
+
+    def recorded_base(self) -> dict[str, Any] | None:
+        """The base record, else what older checkpoints of ours recorded (llama_type, params), else None."""
+        if self.base is not None:
+            return self.base
+        if self.llama_type is None and self.params is None:
+            return None
+        return {"llama_type": self.llama_type, "params": self.params, "fingerprint": None}
 
 
 def read_adapter_checkpoint(path: PathLike) -> AdapterCheckpoint:
@@ -165,7 +82,8 @@ def read_adapter_checkpoint(path: PathLike) -> AdapterCheckpoint:
     model = {}
     for key, tensor in raw["model"].items():
         model[PREFIX + key[len(LEGACY_PREFIX):] if key.startswith(LEGACY_PREFIX) else key] = tensor
-    return AdapterCheckpoint(str(path), model, raw.get("params"), raw.get("imagebind_args"), raw.get("llama_type"))
+    return AdapterCheckpoint(str(path), model, raw.get("params"), raw.get("imagebind_args"), raw.get("llama_type"),
+                             raw.get("base"))
 
 
 # -- copying into a model --------------------------------------------------------------------------
@@ -237,45 +155,39 @@ def apply_adapter_checkpoint(model: ImageBindLLM, checkpoint: AdapterCheckpoint)
     return report
 
 
-# -- choosing files and building the model ----------------------------------------------------------
-
-def choose_llama_type(llama_dir: PathLike, recorded: str | None = None) -> str:
-    """The base the checkpoint records, else the only model folder in llama_dir, else 7B_chinese."""
-    if recorded:
-        return recorded
-    folders = [d.name for d in Path(llama_dir).iterdir() if (d / "params.json").is_file()] if Path(llama_dir).is_dir() else []
-    if len(folders) == 1:
-        return folders[0]
-    return DEFAULT_LLAMA_TYPE
-
-
-def llama_model_dir(llama_dir: PathLike, llama_type: str) -> Path:
-    """LLAMA_DIR/<llama_type>, or an error that lists what LLAMA_DIR holds."""
-    llama_dir = Path(llama_dir)
-    model_dir = llama_dir / llama_type
-    if not (model_dir / "params.json").is_file():
-        held = sorted(p.name for p in llama_dir.iterdir()) if llama_dir.is_dir() else []
-        raise FileNotFoundError(
-            f"no LLaMA model folder {model_dir} (with params.json): {llama_dir} holds "
-            f"{', '.join(held) if held else 'nothing' if llama_dir.is_dir() else 'nothing: it does not exist'}; "
-            "pass --llama_type / llama_type= naming one of its model folders"
-        )
-    return model_dir
-
+# -- building the model ----------------------------------------------------------------------------
 
 def _args_from_params(params: Mapping[str, Any]) -> ModelArgs:
     args = ModelArgs.from_params(params)
     return replace(args, vocab_size=1) if args.vocab_size == -1 else args  # the vocabulary decides no key
 
 
-def phase_of_checkpoint(checkpoint: AdapterCheckpoint, params: Mapping[str, Any]) -> str:
-    """'finetune' when the checkpoint holds LLaMA biases or LoRA factors, else 'pretrain'."""
-    args = _args_from_params(params)
+def finetune_key_suffixes() -> set[str]:
+    """The names after 'layers.N.' that only fine-tuning adds to LLaMA (biases, LoRA factors): the same
+    for every layer and every model size, so a one-layer model on the meta device tells them."""
+    args = ModelArgs(dim=8, n_layers=1, n_heads=2, vocab_size=1, multiple_of=1)
     with torch.device("meta"):
-        plain = set(Transformer(replace(args, w_bias=False, w_lora=False)).state_dict())
+        plain = set(Transformer(args).state_dict())
         tuned = set(Transformer(replace(args, w_bias=True, w_lora=True)).state_dict())
-    finetune_keys = {PREFIX + key for key in tuned - plain}
-    return "finetune" if finetune_keys & set(checkpoint.model) else "pretrain"
+    return {key.split(".", 2)[2] for key in tuned - plain}
+
+
+def phase_of_keys(keys: Iterable[str]) -> str:
+    """'finetune' when released-layout keys ('llama.' or 'llma.') hold LLaMA biases or LoRA factors, else 'pretrain'."""
+    suffixes = finetune_key_suffixes()
+    for key in keys:
+        parts = key.split(".", 3)  # 'llama', 'layers', N, rest
+        if len(parts) == 4 and parts[0] + "." in (PREFIX, LEGACY_PREFIX) and parts[1] == "layers" and parts[3] in suffixes:
+            return "finetune"
+    return "pretrain"
+
+
+def phase_of_checkpoint(checkpoint: AdapterCheckpoint, params: Mapping[str, Any] | None = None) -> str:
+    """'finetune' when the checkpoint holds LLaMA biases or LoRA factors, else 'pretrain'.
+
+    `params` is not needed (the key names tell); it is accepted for callers that pass it.
+    """
+    return phase_of_keys(checkpoint.model)
 
 
 def lora_rank_of_checkpoint(checkpoint: AdapterCheckpoint, params: Mapping[str, Any]) -> int | None:
@@ -296,20 +208,22 @@ def build_from_files(llama_dir: PathLike, llama_type: str | None, imagebind_path
     """ImageBindLLM for `phase` with the frozen weights from files and, if given, an adapter checkpoint.
 
     The model is built on the meta device, allocated once on `device`, the tensors that no file
-    holds are initialised as the reference does, then the LLaMA folder (LLAMA_DIR/<llama_type>,
-    tokenizer LLAMA_DIR/tokenizer.model), the ImageBind file and the checkpoint are copied in.
+    holds are initialised as the reference does, then the LLaMA folder (LLAMA_DIR/<llama_type>, in
+    Meta's or Hugging Face's layout; tokenizer: see llama_folder.tokenizer_path), the ImageBind file
+    and the checkpoint are copied in. A checkpoint is first checked against the LLaMA loaded
+    (base_record.check_base: a loud warning when it was trained on another base).
     llama_type None: see choose_llama_type. imagebind_args None: the checkpoint's record, else Huge.
     """
     if checkpoint is not None and not isinstance(checkpoint, AdapterCheckpoint):
         checkpoint = read_adapter_checkpoint(checkpoint)
-    recorded_type = checkpoint.llama_type if checkpoint else None
-    if llama_type and recorded_type and llama_type != recorded_type:
-        logger.warning("checkpoint %s was trained on LLaMA %r but %r was asked for", checkpoint.path, recorded_type, llama_type)
-    model_dir = llama_model_dir(llama_dir, llama_type or choose_llama_type(llama_dir, recorded_type))
-    tokenizer = Tokenizer(Path(llama_dir) / "tokenizer.model")
+    llama_type = llama_type or choose_llama_type(llama_dir, checkpoint.llama_type if checkpoint else None)
+    model_dir = llama_model_dir(llama_dir, llama_type)
+    tokenizer = load_tokenizer(llama_dir, model_dir)
     params = read_params(model_dir)
-    if checkpoint and checkpoint.params is not None and checkpoint.params != params:
-        logger.warning("checkpoint %s recorded params.json %s but %s holds %s", checkpoint.path, checkpoint.params, model_dir, params)
+    llama_state = llama_state_dict(model_dir)
+    if checkpoint is not None:
+        loaded = {"llama_type": llama_type, "params": params, "fingerprint": fingerprint(llama_state)}
+        check_base(f"checkpoint {checkpoint.path}", checkpoint.recorded_base(), loaded, model_dir)
     if imagebind_args is None and checkpoint is not None:
         imagebind_args = checkpoint.imagebind_args
     args = ModelArgs.from_params(params, vocab_size=tokenizer.n_words)
@@ -322,7 +236,7 @@ def build_from_files(llama_dir: PathLike, llama_type: str | None, imagebind_path
     model.to_empty(device=device)  # the rotary tables are recomputed by Transformer._apply
     model.reset_adapter_parameters()
 
-    copy_state_dict(model.llama, merged_llama_state_dict(model_dir), f"LLaMA {model_dir}",
+    copy_state_dict(model.llama, llama_state, f"LLaMA {model_dir}",
                     expected=meta_llama_keys(model.llama.args)).forbid_missing()
     copy_state_dict(model.image_bind, read_imagebind_state_dict(imagebind_path),
                     f"ImageBind {imagebind_path}").forbid_missing()
