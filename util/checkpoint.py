@@ -160,6 +160,8 @@ def prune_checkpoints(output_dir: str | Path, keep_last: int | None, protect: st
 def read_checkpoint(path: str | Path, weights_only: bool = True) -> dict[str, Any]:
     """Load a checkpoint file onto the CPU, with a message that says what is wrong when it cannot.
 
+    The file is memory-mapped: a tensor is read from disk when it is used (a 7B pre-training
+    checkpoint with its optimizer state is about 7 GB, and every rank reads it when resuming).
     `weights_only=True` (the safe default) accepts tensors and plain Python containers and numbers;
     a file holding other objects (an argparse.Namespace) needs `weights_only=False`, for files you trust.
     """
@@ -167,7 +169,7 @@ def read_checkpoint(path: str | Path, weights_only: bool = True) -> dict[str, An
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; check --resume or the output folder")
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
     except Exception as error:
         raise RuntimeError(
             f"cannot read checkpoint {path} ({type(error).__name__}: {error}); "
