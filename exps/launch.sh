@@ -38,18 +38,24 @@ _imagebind_llm_launch() {
     fi
 
     local log_file="$output_dir/output.log"
-    local -a command=("$python" -u -m torch.distributed.run "${rendezvous[@]}" --nproc_per_node "$nproc"
+    # torchrun passes these signals on to the workers, which save a checkpoint and stop; SIGUSR1 is
+    # SLURM's warning signal (sbatch --signal=USR1@SECONDS), which torchrun does not pass on by default
+    # (PET_SIGNALS_TO_HANDLE is its --signals_to_handle; releases without that flag ignore it).
+    local signals="${PET_SIGNALS_TO_HANDLE:-SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1}"
+    # Run from the caller's folder, so that relative paths mean what they meant where they were typed.
+    local -a command=(env "PET_SIGNALS_TO_HANDLE=$signals"
+        "$python" -u -m torch.distributed.run "${rendezvous[@]}" --nproc_per_node "$nproc"
         "$repo_root/$entry" --output_dir "$output_dir" --resume auto "$@")
     echo "[$(date '+%Y-%m-%d %H:%M:%S')] ${command[*]}" >> "$log_file"
 
     if [ "${FOREGROUND:-0}" = 1 ]; then
-        (cd "$repo_root" && "${command[@]}") 2>&1 | tee -a "$log_file"
+        "${command[@]}" 2>&1 | tee -a "$log_file"
         return "${PIPESTATUS[0]}"
     fi
     # In the background, detached from the terminal: the job survives the shell closing, and the
     # subshell keeps it out of the caller's job table.
     local pid
-    pid="$(cd "$repo_root" && { nohup setsid "${command[@]}" >> "$log_file" 2>&1 < /dev/null & echo $!; })" || return 1
+    pid="$({ nohup setsid "${command[@]}" >> "$log_file" 2>&1 < /dev/null & echo $!; })" || return 1
     echo "$pid" > "$output_dir/launcher.pid"
     echo "Started $entry in the background (process $pid)."
     echo "Log:    $log_file"

@@ -1,0 +1,150 @@
+"""The command line of main_pretrain.py and main_finetune.py: one parser builder for both phases.
+
+The flags are the published reference's (same names, mostly the same defaults) plus what this
+project adds: the ImageBind files, precision, resuming, checkpoint policy, validation data and the
+bad-sample policy. Where a default differs from the reference's, the help says so. Nothing writes
+into the parsed namespace afterwards: engine/settings.py derives what follows from it.
+
+`HARMLESS_ON_RESUME` names the flags that may change between a run and its resumption without
+changing the result (see engine/resume.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+PHASES = ("pretrain", "finetune")
+PRECISION_CHOICES = ("bf16", "fp16", "fp32")
+RESUME_AUTO = "auto"
+RESUME_NONE = "none"
+
+# The reference's per-phase defaults; the launchers pass the published recipe on top of these.
+_PHASE_DEFAULTS = {
+    "pretrain": {"max_words": 96, "save_freq": 2, "description": "ImageBind-LLM pre-training (bridge, prefix, gates)"},
+    "finetune": {"max_words": 512, "save_freq": 5, "description": "ImageBind-LLM fine-tuning (norms, biases, LoRA)"},
+}
+
+# Flags whose change between a run and its resumption does not change what is computed.
+HARMLESS_ON_RESUME = frozenset({
+    "output_dir", "log_dir", "num_workers", "pin_mem", "print_freq", "save_freq", "keep_last",
+    "save_interval_steps", "log_step_losses", "resume", "resume_force", "device", "dist_url",
+    "world_size", "local_rank", "start_epoch", "val_data_config", "max_bad_fraction", "on_bad_sample",
+    "pad_to_multiple",
+})
+
+
+def _add_run_shape(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("batch and schedule")
+    group.add_argument("--batch_size", default=64, type=int,
+                       help="batch size per GPU (effective batch size is batch_size * accum_iter * number of GPUs)")
+    group.add_argument("--epochs", default=400, type=int)
+    group.add_argument("--accum_iter", default=1, type=int,
+                       help="micro-batches per optimizer step (a larger effective batch under memory constraints); "
+                            "gradients are all-reduced only on the last one")
+    group.add_argument("--start_epoch", default=0, type=int, metavar="N",
+                       help="first epoch of a fresh run (a resumed run continues where its checkpoint stopped)")
+
+
+def _add_model(parser: argparse.ArgumentParser, phase: str) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--llama_path", required=True, type=str,
+                       help="LLaMA folder: tokenizer.model beside one folder per model (params.json, consolidated.NN.pth)")
+    group.add_argument("--llama_type", default=None, type=str,
+                       help="model folder inside --llama_path (e.g. 7B, 7B_chinese); default: the base a checkpoint "
+                            "records, else the only model folder, else 7B_chinese (the reference's default)")
+    group.add_argument("--imagebind_path", default=None, type=str,
+                       help="ImageBind weights; default $IMAGEBIND_PATH, else ckpts/imagebind_huge.pth in this repository")
+    group.add_argument("--imagebind_config", default=None, type=str,
+                       help="YAML or JSON file of ImageBindModel arguments for an encoder other than ImageBind-Huge")
+    group.add_argument("--max_words", default=_PHASE_DEFAULTS[phase]["max_words"], type=int,
+                       help="longest token sequence (prompt + answer); longer samples are cut")
+    if phase == "finetune":
+        group.add_argument("--pretrained_path", required=True, type=str,
+                           help="pre-training checkpoint in the released layout (7B-pretrained.pth or one of ours)")
+    group.add_argument("--precision", default=None, choices=PRECISION_CHOICES,
+                       help="autocast dtype and the frozen weights' dtype; default bf16 on GPUs that support it, "
+                            "fp16 (with loss scaling) on older GPUs, fp32 on the CPU")
+
+
+def _add_optimizer(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("optimizer (AdamW, betas 0.9/0.95; no weight decay on biases and 1-D tensors)")
+    group.add_argument("--weight_decay", type=float, default=0.05)
+    group.add_argument("--lr", type=float, default=None, metavar="LR",
+                       help="absolute learning rate; default blr * effective batch size / 256")
+    group.add_argument("--blr", type=float, default=1e-3, metavar="LR",
+                       help="base learning rate: absolute lr = blr * effective batch size / 256")
+    group.add_argument("--min_lr", type=float, default=0.0, metavar="LR",
+                       help="where the half-cycle cosine ends")
+    group.add_argument("--warmup_epochs", type=float, default=40, metavar="N",
+                       help="epochs of linear warm-up (fractions allowed)")
+    group.add_argument("--clip_grad", type=float, default=None, metavar="NORM",
+                       help="clip the gradients' total norm to this (default: no clipping; the norm is reported anyway)")
+
+
+def _add_data(parser: argparse.ArgumentParser, phase: str) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data_config", required=True, type=str, help="YAML data config (META: a list of meta files)")
+    group.add_argument("--val_data_config", default=None, type=str,
+                       help="YAML data config of held-out data whose loss is logged after every epoch")
+    if phase == "pretrain":
+        group.add_argument("--split_epoch", type=int, default=1,
+                           help="cut each pass over the data into this many epochs (the published recipe uses 50)")
+    group.add_argument("--num_workers", default=10, type=int)
+    group.add_argument("--pin_mem", action="store_true",
+                       help="pin CPU memory in the DataLoader for faster transfers to the GPU")
+    group.add_argument("--no_pin_mem", action="store_false", dest="pin_mem")
+    parser.set_defaults(pin_mem=True)
+    group.add_argument("--max_bad_fraction", type=float, default=0.01,
+                       help="stop when more than this fraction of the samples seen were bad (missing image, ...)")
+    group.add_argument("--on_bad_sample", choices=("skip", "error"), default="skip",
+                       help="skip: drop and count bad samples; error: stop at the first, naming its file and row")
+    group.add_argument("--group_by_length", action="store_true",
+                       help="batch samples of similar length together (less padding)")
+    group.add_argument("--pad_to_multiple", type=int, default=1,
+                       help="pad each batch's sequence length up to a multiple of this")
+
+
+def _add_output(parser: argparse.ArgumentParser, phase: str) -> None:
+    group = parser.add_argument_group("output, checkpoints and resuming")
+    group.add_argument("--output_dir", default="./output", help="where checkpoints, log.txt and train.log go")
+    group.add_argument("--log_dir", default=None, help="TensorBoard folder; default --output_dir")
+    group.add_argument("--print_freq", default=10, type=int, help="a progress line every this many optimizer steps")
+    group.add_argument("--save_freq", default=_PHASE_DEFAULTS[phase]["save_freq"], type=int,
+                       help="write checkpoint-<epoch>.pth after epochs 0, N, 2N, ... and the last one "
+                            "(checkpoint-last.pth is written after every epoch)")
+    group.add_argument("--keep_last", default=None, type=int, metavar="N",
+                       help="keep only the newest N checkpoint-<epoch>.pth files (default: keep all)")
+    group.add_argument("--save_interval_steps", default=0, type=int, metavar="N",
+                       help="also write checkpoint-last.pth every N optimizer steps (0: at epoch ends only)")
+    group.add_argument("--resume", default=RESUME_NONE, metavar="auto|none|PATH",
+                       help="auto: continue from the newest checkpoint in --output_dir (none there: start afresh); "
+                            "PATH: from that file; none: start afresh (the launchers pass auto)")
+    group.add_argument("--resume_force", action="store_true",
+                       help="resume even though the model, phase or data settings changed")
+    group.add_argument("--log_step_losses", action="store_true",
+                       help="debugging: write every optimizer step's loss to step_losses.jsonl (reads the loss each step)")
+
+
+def _add_devices(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("devices and processes (torchrun or SLURM set ranks through the environment)")
+    group.add_argument("--device", default=None, help="cuda or cpu; default cuda when a GPU is visible, else cpu")
+    group.add_argument("--seed", default=0, type=int)
+    group.add_argument("--world_size", default=1, type=int, help="ignored: the launcher's environment decides")
+    group.add_argument("--local_rank", "--local-rank", default=-1, type=int,
+                       help="ignored: LOCAL_RANK from the launcher's environment decides")
+    group.add_argument("--dist_url", default="env://", help="url used to set up distributed training")
+
+
+def build_parser(phase: str) -> argparse.ArgumentParser:
+    """The argument parser of `phase` ("pretrain" or "finetune")."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}: use one of {', '.join(PHASES)}")
+    parser = argparse.ArgumentParser(description=_PHASE_DEFAULTS[phase]["description"],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_run_shape(parser)
+    _add_model(parser, phase)
+    _add_optimizer(parser)
+    _add_data(parser, phase)
+    _add_output(parser, phase)
+    _add_devices(parser)
+    return parser

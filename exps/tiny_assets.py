@@ -1,0 +1,287 @@
+"""Tiny stand-ins for every file a real run needs, made in seconds with nothing downloaded.
+
+    from exps.tiny_assets import write_tiny_assets
+    assets = write_tiny_assets("/tmp/tiny")
+    # assets.llama_dir, assets.imagebind_path, assets.imagebind_config, assets.pretrain_config, ...
+
+What it writes under `root` (fixed seeds: the same bytes every time):
+
+    llama/tokenizer.model              SentencePiece trained on the texts below (LLaMA's special ids)
+    llama/tiny/params.json             Meta's params.json (vocab_size -1: the tokenizer's size)
+    llama/tiny/consolidated.00.pth     random weights in Meta's layout, float16 as Meta ships them
+    imagebind/tiny.pth, tiny.yaml      random ImageBind weights and their ImageBindModel arguments
+    shapes/pictures/*.png              coloured shapes; the caption names colour and shape
+    shapes/train.tsv, held_out.tsv     url<TAB>caption tables (urls relative to the table)
+    shapes/alpaca.json, llava.json     instruction data: text-only and about the pictures
+    pretrain.yaml, held_out.yaml, finetune.yaml   data configs (META: lists)
+
+The captions can be learned from the pictures (colour and shape are visible, and vary
+independently), so a short pre-training run on them shows a falling loss. The pictures are
+small; the training transform scales them to ImageBind's 224 x 224.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from PIL import Image, ImageDraw
+
+from model.imagebind import ImageBindModel
+from model.tokenizer import CAPTION_INSTRUCTION, format_prompt, train_tokenizer
+from model.weights import write_llama_folder
+
+COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30)}
+SHAPES = ("circle", "square", "triangle")
+PICTURE_SIZE = 64
+LLAMA_TYPE = "tiny"
+TOKENIZER_VOCAB = 400
+
+# Meta's params.json fields for a two-layer LLaMA of width 64.
+TINY_LLAMA_PARAMS = {"dim": 64, "n_layers": 2, "n_heads": 4, "multiple_of": 32, "norm_eps": 1e-5, "vocab_size": -1}
+
+# ImageBindModel arguments: every branch one block, a few heads, narrow. (The text branch's
+# 49408-row token table makes this file about 3 MB.)
+TINY_IMAGEBIND_ARGS = {
+    "out_embed_dim": 32,
+    "vision_embed_dim": 32, "vision_num_blocks": 1, "vision_num_heads": 2,
+    "text_embed_dim": 16, "text_num_blocks": 1, "text_num_heads": 2,
+    "audio_embed_dim": 16, "audio_num_blocks": 1, "audio_num_heads": 2,
+    "depth_embed_dim": 16, "depth_num_blocks": 1, "depth_num_heads": 2,
+    "thermal_embed_dim": 16, "thermal_num_blocks": 1, "thermal_num_heads": 2,
+    "imu_embed_dim": 16, "imu_num_blocks": 1, "imu_num_heads": 2,
+}
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One generated picture and what it shows."""
+
+    path: Path
+    colour: str
+    shape: str
+
+    @property
+    def caption(self) -> str:
+        return f"a {self.colour} {self.shape}"
+
+
+@dataclass(frozen=True)
+class TinyAssets:
+    """Paths of everything write_tiny_assets made (see the module docstring)."""
+
+    root: Path
+    llama_dir: Path
+    llama_type: str
+    imagebind_path: Path
+    imagebind_config: Path
+    pretrain_config: Path
+    held_out_config: Path
+    finetune_config: Path
+    train_pictures: tuple[Picture, ...]
+    held_out_pictures: tuple[Picture, ...]
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.llama_dir / "tokenizer.model"
+
+
+# -- pictures and captions -------------------------------------------------------------------------
+
+def draw_shape(colour: str, shape: str, rng: random.Random, size: int = PICTURE_SIZE) -> Image.Image:
+    """`shape` in `colour` on a light grey background, at a random place and scale."""
+    image = Image.new("RGB", (size, size), (235, 235, 235))
+    draw = ImageDraw.Draw(image)
+    radius = rng.uniform(0.25, 0.4) * size
+    cx, cy = (rng.uniform(radius, size - radius) for _ in range(2))
+    fill = COLOURS[colour]
+    if shape == "circle":
+        draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=fill)
+    elif shape == "square":
+        draw.rectangle([cx - radius, cy - radius, cx + radius, cy + radius], fill=fill)
+    elif shape == "triangle":
+        corners = [(cx + radius * math.cos(a), cy + radius * math.sin(a)) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)]
+        draw.polygon(corners, fill=fill)
+    else:
+        raise ValueError(f"unknown shape {shape!r}: use one of {', '.join(SHAPES)}")
+    return image
+
+
+def write_pictures(folder: Path, count: int, seed: int, prefix: str) -> tuple[Picture, ...]:
+    """`count` PNG pictures; colours and shapes cycle through every combination before repeating."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    combinations = [(colour, shape) for colour in COLOURS for shape in SHAPES]
+    pictures = []
+    for index in range(count):
+        colour, shape = combinations[index % len(combinations)]
+        path = folder / f"{prefix}_{index:03d}.png"
+        draw_shape(colour, shape, rng).save(path)
+        pictures.append(Picture(path, colour, shape))
+    return tuple(pictures)
+
+
+def write_caption_table(path: Path, pictures: tuple[Picture, ...]) -> Path:
+    """A pre-training meta file: header `url<TAB>caption`, urls relative to the table's folder."""
+    lines = ["url\tcaption"] + [f"{os.path.relpath(p.path, path.parent)}\t{p.caption}" for p in pictures]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# -- instruction data ------------------------------------------------------------------------------
+
+_TEXT_ONLY = [
+    ("What colour is a ripe tomato?", "", "Red."),
+    ("What colour is grass?", "", "Green."),
+    ("What colour is the sky on a clear day?", "", "Blue."),
+    ("What colour is a banana?", "", "Yellow."),
+    ("Name the shape.", "It is round.", "A circle."),
+    ("Name the shape.", "It has four equal sides.", "A square."),
+    ("Name the shape.", "It has three corners.", "A triangle."),
+    ("Name three colours.", "", "Red, green and blue."),
+]
+
+
+def alpaca_records() -> list[dict]:
+    """Text-only instructions (Alpaca's fields)."""
+    return [{"instruction": q, "input": i, "output": a} for q, i, a in _TEXT_ONLY]
+
+
+def llava_records(pictures: tuple[Picture, ...], image_root: Path) -> list[dict]:
+    """Two-turn conversations about each picture (LLaVA's fields); `image` relative to image_root."""
+    return [
+        {
+            "id": f"shape-{index}",
+            "image": os.path.relpath(picture.path, image_root),
+            "conversations": [
+                {"from": "human", "value": "<image>\nWhat colour is the shape?"},
+                {"from": "gpt", "value": f"It is {picture.colour}."},
+                {"from": "human", "value": "What shape is it?"},
+                {"from": "gpt", "value": f"A {picture.shape}."},
+            ],
+        }
+        for index, picture in enumerate(pictures)
+    ]
+
+
+def write_json(path: Path, value: object) -> Path:
+    path.write_text(json.dumps(value, indent=1), encoding="utf-8")
+    return path
+
+
+def write_data_config(path: Path, entries: list[str | dict]) -> Path:
+    """A YAML data config listing `entries` (paths, or mappings with per-file options) under META."""
+    path.write_text(yaml.safe_dump({"META": entries}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+# -- model files -----------------------------------------------------------------------------------
+
+def tokenizer_texts() -> list[str]:
+    """Everything the tiny runs tokenize, so that their encodings are short."""
+    texts = [format_prompt(CAPTION_INSTRUCTION)]
+    texts += [f"a {colour} {shape}" for colour in COLOURS for shape in SHAPES]
+    texts += [format_prompt(q, i) + " " + a for q, i, a in _TEXT_ONLY]
+    texts += [format_prompt("What colour is the shape?"), format_prompt("What shape is it?")]
+    texts += [f"It is {colour}. A {shape}." for colour in COLOURS for shape in SHAPES]
+    return texts * 10
+
+
+def _ffn_hidden_dim(params: dict) -> int:
+    """Meta's SwiGLU width: 2/3 of 4 x dim (times ffn_dim_multiplier), rounded up to multiple_of."""
+    hidden = int(2 * 4 * params["dim"] / 3)
+    if params.get("ffn_dim_multiplier") is not None:
+        hidden = int(params["ffn_dim_multiplier"] * hidden)
+    return params["multiple_of"] * math.ceil(hidden / params["multiple_of"])
+
+
+def meta_llama_state_dict(params: dict, vocab_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random weights with the names and shapes of Meta's consolidated.00.pth for `params`.
+
+    Matrices ~ N(0, 1/fan_in) so that activations keep their scale through the layers; norms are 1.
+    """
+    dim, heads = params["dim"], params["n_heads"]
+    kv_dim = params.get("n_kv_heads", heads) * (dim // heads)
+    hidden = _ffn_hidden_dim(params)
+
+    def matrix(rows: int, cols: int) -> torch.Tensor:
+        return torch.randn(rows, cols, generator=generator) / math.sqrt(cols)
+
+    weights = {"tok_embeddings.weight": torch.randn(vocab_size, dim, generator=generator)}
+    for layer in range(params["n_layers"]):
+        prefix = f"layers.{layer}."
+        weights.update({
+            prefix + "attention.wq.weight": matrix(dim, dim),
+            prefix + "attention.wk.weight": matrix(kv_dim, dim),
+            prefix + "attention.wv.weight": matrix(kv_dim, dim),
+            prefix + "attention.wo.weight": matrix(dim, dim),
+            prefix + "feed_forward.w1.weight": matrix(hidden, dim),
+            prefix + "feed_forward.w2.weight": matrix(dim, hidden),
+            prefix + "feed_forward.w3.weight": matrix(hidden, dim),
+            prefix + "attention_norm.weight": torch.ones(dim),
+            prefix + "ffn_norm.weight": torch.ones(dim),
+        })
+    weights["norm.weight"] = torch.ones(dim)
+    weights["output.weight"] = matrix(vocab_size, dim)
+    return {key: value.half() for key, value in weights.items()}
+
+
+def write_tiny_llama(llama_dir: Path, seed: int, llama_type: str = LLAMA_TYPE,
+                     params: dict | None = None) -> Path:
+    """LLAMA_DIR/tokenizer.model and LLAMA_DIR/<llama_type>/{params.json, consolidated.00.pth}."""
+    params = dict(TINY_LLAMA_PARAMS if params is None else params)
+    tokenizer = train_tokenizer(tokenizer_texts(), llama_dir / "tokenizer.model", vocab_size=TOKENIZER_VOCAB)
+    generator = torch.Generator().manual_seed(seed)
+    return write_llama_folder(llama_dir / llama_type, meta_llama_state_dict(params, tokenizer.n_words, generator), params)
+
+
+def write_tiny_imagebind(weights_path: Path, config_path: Path, seed: int,
+                         imagebind_args: dict | None = None) -> None:
+    """A random ImageBindModel's weights and, beside them, its arguments as YAML (--imagebind_config)."""
+    imagebind_args = dict(TINY_IMAGEBIND_ARGS if imagebind_args is None else imagebind_args)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        state = ImageBindModel(**imagebind_args).state_dict()
+    torch.save(state, weights_path)
+    config_path.write_text(yaml.safe_dump(imagebind_args, sort_keys=True), encoding="utf-8")
+
+
+# -- everything ------------------------------------------------------------------------------------
+
+def write_tiny_assets(root: str | os.PathLike, train_pictures: int = 24, held_out_pictures: int = 12,
+                      seed: int = 0) -> TinyAssets:
+    """Write every tiny file under `root` (see the module docstring) and return their paths."""
+    root = Path(root).resolve()
+    llama_dir = root / "llama"
+    write_tiny_llama(llama_dir, seed)
+    imagebind_path, imagebind_config = root / "imagebind" / "tiny.pth", root / "imagebind" / "tiny.yaml"
+    write_tiny_imagebind(imagebind_path, imagebind_config, seed)
+
+    shapes = root / "shapes"
+    train = write_pictures(shapes / "pictures", train_pictures, seed, "train")
+    held_out = write_pictures(shapes / "pictures", held_out_pictures, seed + 1, "held_out")
+    train_table = write_caption_table(shapes / "train.tsv", train)
+    held_out_table = write_caption_table(shapes / "held_out.tsv", held_out)
+    alpaca = write_json(shapes / "alpaca.json", alpaca_records())
+    llava = write_json(shapes / "llava.json", llava_records(train, shapes / "pictures"))
+    return TinyAssets(
+        root=root,
+        llama_dir=llama_dir,
+        llama_type=LLAMA_TYPE,
+        imagebind_path=imagebind_path,
+        imagebind_config=imagebind_config,
+        pretrain_config=write_data_config(root / "pretrain.yaml", [str(train_table)]),
+        held_out_config=write_data_config(root / "held_out.yaml", [str(held_out_table)]),
+        finetune_config=write_data_config(root / "finetune.yaml", [
+            str(alpaca), {"path": str(llava), "image_root": str(shapes / "pictures")},
+        ]),
+        train_pictures=train,
+        held_out_pictures=held_out,
+    )

@@ -1,0 +1,164 @@
+"""exps/pretrain.sh and exps/finetune.sh, sourced from bash with the tiny files, on the CPU.
+
+The launchers are run with `.` from the user's shell, so besides training they must leave that
+shell as it was: alive, with its variables, functions, options and folder unchanged, whatever
+happened. Each test writes a bash script that snapshots the shell's state before and after
+sourcing a launcher; the test compares the snapshots.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from exps.tiny_assets import TinyAssets, write_tiny_assets
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHON": sys.executable, "NPROC_PER_NODE": "1", "OMP_NUM_THREADS": "1"}
+ENV.pop("FOREGROUND", None)
+
+# Everything of the shell a sourced script could change, less what bash changes by itself.
+SNAPSHOT = r"""
+snapshot() {
+    { declare -p | grep -vE '^declare -[-a-zA-Z]* (BASH_ARGC|BASH_ARGV|BASH_LINENO|BASH_SOURCE|BASH_COMMAND|BASH_SUBSHELL|FUNCNAME|PIPESTATUS|_|RANDOM|SRANDOM|SECONDS|LINENO|EPOCHREALTIME|EPOCHSECONDS|BASHPID)='
+      set +o; shopt -p; declare -F; trap -p; pwd; umask; } > "$1"
+}
+set -u -o pipefail
+"""
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> TinyAssets:
+    return write_tiny_assets(tmp_path_factory.mktemp("tiny_assets"))
+
+
+def tiny_flags(assets: TinyAssets) -> str:
+    return (f"--imagebind_path {assets.imagebind_path} --device cpu --num_workers 0 --batch_size 4 "
+            "--epochs 1 --warmup_epochs 0")
+
+
+def run_bash(script: str, cwd: Path, tmp_path: Path, env: dict | None = None, timeout: float = 180):
+    path = tmp_path / "script.sh"
+    path.write_text(SNAPSHOT + script)
+    return subprocess.run(["bash", str(path)], cwd=cwd, env=env or ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_unchanged(tmp_path: Path, before: str, *afters: str) -> None:
+    expected = (tmp_path / before).read_text()
+    for after in afters:
+        assert (tmp_path / after).read_text() == expected, f"the shell changed: compare {before} and {after}"
+
+
+def test_both_launchers_train_attached_and_leave_the_shell_as_it_was(assets, tmp_path):
+    # Relative paths, typed in the assets folder: they must mean the same to the training process.
+    script = f"""
+FOREGROUND=1
+snapshot {tmp_path}/before
+. {REPO_ROOT}/exps/pretrain.sh llama pretrain.yaml {tmp_path}/pre {tiny_flags(assets)} \
+    --imagebind_config imagebind/tiny.yaml --split_epoch 1 --blr 0.5
+echo "pretrain status $?"
+snapshot {tmp_path}/after_pretrain
+. {REPO_ROOT}/exps/finetune.sh llama {tmp_path}/pre/checkpoint-last.pth finetune.yaml {tmp_path}/ft {tiny_flags(assets)}
+echo "finetune status $?"
+snapshot {tmp_path}/after_finetune
+echo "shell alive"
+"""
+    result = run_bash(script, assets.root, tmp_path)
+    assert "pretrain status 0" in result.stdout, result.stdout + result.stderr
+    assert "finetune status 0" in result.stdout, result.stdout + result.stderr
+    assert result.stdout.rstrip().endswith("shell alive")
+    assert_unchanged(tmp_path, "before", "after_pretrain", "after_finetune")
+    for phase in ("pre", "ft"):
+        log = (tmp_path / phase / "output.log").read_text()
+        assert "torch.distributed.run" in log.splitlines()[0]  # the command, then its output
+        assert "training done: 1 epochs" in log
+        assert (tmp_path / phase / "checkpoint-0.pth").is_file()
+
+
+def process_ended(pid: int) -> bool:
+    """Whether `pid` has exited (gone, or a zombie nobody has reaped yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_a_background_job_stops_on_slurms_signal_and_a_relaunch_resumes_it(assets, tmp_path):
+    output_dir = tmp_path / "job"
+    launch = (f". {REPO_ROOT}/exps/pretrain.sh llama pretrain.yaml {output_dir} {tiny_flags(assets)} "
+              "--imagebind_config imagebind/tiny.yaml --split_epoch 1 --batch_size 2 --epochs 3 --log_step_losses")
+    script = f"""
+snapshot {tmp_path}/before
+{launch}
+echo "status $?"
+snapshot {tmp_path}/after
+"""
+    result = run_bash(script, assets.root, tmp_path)
+    assert "status 0" in result.stdout and "Started main_pretrain.py in the background" in result.stdout, result.stderr
+    assert_unchanged(tmp_path, "before", "after")
+    pid = int((output_dir / "launcher.pid").read_text())
+    assert f"kill {pid}" in result.stdout
+    losses = output_dir / "step_losses.jsonl"
+    wait_until(lambda: losses.exists() and losses.stat().st_size > 0 or process_ended(pid), 120, "the first step")
+    os.kill(pid, signal.SIGUSR1)  # to torchrun, which passes it on to the worker
+    wait_until(lambda: process_ended(pid), 120, "the job to stop")
+    log = (output_dir / "output.log").read_text()
+    assert "stopped by SIGUSR1" in log, log
+    stopped = torch.load(output_dir / "checkpoint-last.pth", map_location="cpu", weights_only=True)
+    assert 0 < stopped["global_step"] < 36
+
+    relaunch = run_bash(f"FOREGROUND=1\n{launch}\necho \"status $?\"\n", assets.root, tmp_path)
+    assert "status 0" in relaunch.stdout, relaunch.stdout + relaunch.stderr
+    log = (output_dir / "output.log").read_text()
+    assert f"resuming from {output_dir / 'checkpoint-last.pth'}" in log
+    assert "training done: 3 epochs, 36 optimizer steps" in log
+
+
+def test_missing_arguments_and_paths_fail_clearly_and_the_shell_lives_on(assets, tmp_path):
+    out = tmp_path / "out"
+    script = f"""
+snapshot {tmp_path}/before
+. {REPO_ROOT}/exps/pretrain.sh; echo "no arguments: $?"
+snapshot {tmp_path}/after_1
+. {REPO_ROOT}/exps/pretrain.sh /nowhere pretrain.yaml {out}; echo "no llama folder: $?"
+. {REPO_ROOT}/exps/pretrain.sh llama nothing.yaml {out}; echo "no data config: $?"
+. {REPO_ROOT}/exps/finetune.sh llama nothing.pth finetune.yaml {out}; echo "no checkpoint: $?"
+. {REPO_ROOT}/exps/finetune.sh llama; echo "finetune without its arguments: $?"
+snapshot {tmp_path}/after_2
+FOREGROUND=1
+. {REPO_ROOT}/exps/pretrain.sh llama pretrain.yaml {out} --imagebind_path /nowhere.pth --device cpu; echo "no encoder: $?"
+unset FOREGROUND
+snapshot {tmp_path}/after_3
+echo "shell alive"
+"""
+    result = run_bash(script, assets.root, tmp_path)
+    for what in ("no arguments", "no llama folder", "no data config", "no checkpoint",
+                 "finetune without its arguments", "no encoder"):
+        line = next(line for line in result.stdout.splitlines() if line.startswith(what + ":"))
+        assert line != f"{what}: 0", result.stdout + result.stderr
+    assert result.stdout.rstrip().endswith("shell alive")
+    errors = result.stderr
+    assert "launcher: missing LLAMA_DIR. Usage: . exps/pretrain.sh LLAMA_DIR DATA_YAML OUTPUT_DIR" in errors
+    assert "launcher: LLAMA_DIR '/nowhere' is not a folder" in errors
+    assert "launcher: DATA_YAML 'nothing.yaml' is not a file" in errors
+    assert "launcher: PRETRAINED_PTH 'nothing.pth' is not a file" in errors
+    assert "launcher: missing PRETRAINED_PTH" in errors
+    assert "ImageBind weights not found at /nowhere.pth" in result.stdout  # the run's own message, via tee
+    assert_unchanged(tmp_path, "before", "after_1", "after_2", "after_3")
