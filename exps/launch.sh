@@ -40,10 +40,10 @@ _imagebind_llm_launch() {
     local log_file="$output_dir/output.log"
     # torchrun passes these signals on to the workers, which save a checkpoint and stop; SIGUSR1 is
     # SLURM's warning signal (sbatch --signal=USR1@SECONDS), which torchrun does not pass on by default
-    # (PET_SIGNALS_TO_HANDLE is its --signals_to_handle; releases without that flag ignore it).
+    # (PET_SIGNALS_TO_HANDLE is its --signals_to_handle; older releases read TORCHELASTIC_SIGNALS_TO_HANDLE).
     local signals="${PET_SIGNALS_TO_HANDLE:-SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1}"
     # Run from the caller's folder, so that relative paths mean what they meant where they were typed.
-    local -a command=(env "PET_SIGNALS_TO_HANDLE=$signals"
+    local -a command=(env "PET_SIGNALS_TO_HANDLE=$signals" "TORCHELASTIC_SIGNALS_TO_HANDLE=$signals"
         "$python" -u -m torch.distributed.run "${rendezvous[@]}" --nproc_per_node "$nproc"
         "$repo_root/$entry" --output_dir "$output_dir" --resume auto "$@")
     echo "[$(date '+%Y-%m-%d %H:%M:%S')] ${command[*]}" >> "$log_file"
