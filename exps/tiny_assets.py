@@ -3,17 +3,22 @@
     from exps.tiny_assets import write_tiny_assets
     assets = write_tiny_assets("/tmp/tiny")
     # assets.llama_dir, assets.imagebind_path, assets.imagebind_config, assets.pretrain_config, ...
+    assets = read_tiny_assets("/tmp/tiny")  # the same paths again, later, from assets.json
+
+    python -m exps.tiny_assets ROOT [--train_pictures N] [--held_out_pictures N] [--language_model_steps N]
 
 What it writes under `root` (fixed seeds: the same bytes every time):
 
     llama/tokenizer.model              SentencePiece trained on the texts below (LLaMA's special ids)
     llama/tiny/params.json             Meta's params.json (vocab_size -1: the tokenizer's size)
-    llama/tiny/consolidated.00.pth     random weights in Meta's layout, float16 as Meta ships them
+    llama/tiny/consolidated.00.pth     weights in Meta's layout, float16 as Meta ships them: random,
+                                       or (language_model_steps) a small language model of the texts
     imagebind/tiny.pth, tiny.yaml      random ImageBind weights and their ImageBindModel arguments
     shapes/pictures/*.png              coloured shapes; the caption names colour and shape
     shapes/train.tsv, held_out.tsv     url<TAB>caption tables (urls relative to the table)
     shapes/alpaca.json, llava.json     instruction data: text-only and about the pictures
     pretrain.yaml, held_out.yaml, finetune.yaml   data configs (META: lists)
+    assets.json                        what this function returned (read_tiny_assets)
 
 The captions can be learned from the pictures (colour and shape are visible, and vary
 independently), so a short pre-training run on them shows a falling loss. The pictures are
@@ -22,26 +27,43 @@ small; the training transform scales them to ImageBind's 224 x 224.
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import math
 import os
 import random
-from dataclasses import dataclass
+import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import yaml
 from PIL import Image, ImageDraw
 
+from exps.tiny_language_model import train_language_model
 from model.imagebind import ImageBindModel
 from model.tokenizer import CAPTION_INSTRUCTION, format_prompt, train_tokenizer
 from model.weights import write_llama_folder
+from util.log import init_logger
+
+logger = logging.getLogger(__name__)
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30)}
 SHAPES = ("circle", "square", "triangle")
 PICTURE_SIZE = 64
+BACKGROUND = (235, 235, 235)  # light grey
+# The shape's radius as a fraction of the picture's side. A random ImageBind's embedding tells
+# shapes apart mostly by the area they cover: within this narrow range of sizes every circle covers
+# more pixels than any triangle and fewer than any square, so the shape can be learned from it.
+RADIUS_RANGE = (0.35, 0.38)
+# What the instruction data (LLaVA style) asks about each picture.
+COLOUR_QUESTION = "What colour is the shape?"
+SHAPE_QUESTION = "What shape is it?"
 LLAMA_TYPE = "tiny"
-TOKENIZER_VOCAB = 400
+MANIFEST_NAME = "assets.json"
+# Enough pieces for every word of the tiny texts to be one token (256 of them are byte fallbacks).
+TOKENIZER_VOCAB = 512
 
 # Meta's params.json fields for a two-layer LLaMA of width 64.
 TINY_LLAMA_PARAMS = {"dim": 64, "n_layers": 2, "n_heads": 4, "multiple_of": 32, "norm_eps": 1e-5, "vocab_size": -1}
@@ -71,6 +93,11 @@ class Picture:
     def caption(self) -> str:
         return f"a {self.colour} {self.shape}"
 
+    @property
+    def questions_and_answers(self) -> tuple[tuple[str, str], ...]:
+        """The instruction data's questions about this picture, with their right answers."""
+        return (COLOUR_QUESTION, f"It is {self.colour}."), (SHAPE_QUESTION, f"A {self.shape}.")
+
 
 @dataclass(frozen=True)
 class TinyAssets:
@@ -91,14 +118,25 @@ class TinyAssets:
     def tokenizer_path(self) -> Path:
         return self.llama_dir / "tokenizer.model"
 
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> TinyAssets:
+        values = json.loads(text)
+        pictures = {key: tuple(Picture(Path(p["path"]), p["colour"], p["shape"]) for p in values[key])
+                    for key in ("train_pictures", "held_out_pictures")}
+        paths = {key: Path(value) for key, value in values.items() if key not in pictures and key != "llama_type"}
+        return cls(llama_type=values["llama_type"], **paths, **pictures)
+
 
 # -- pictures and captions -------------------------------------------------------------------------
 
 def draw_shape(colour: str, shape: str, rng: random.Random, size: int = PICTURE_SIZE) -> Image.Image:
-    """`shape` in `colour` on a light grey background, at a random place and scale."""
-    image = Image.new("RGB", (size, size), (235, 235, 235))
+    """`shape` in `colour` on a light grey background, at a random place and scale (RADIUS_RANGE)."""
+    image = Image.new("RGB", (size, size), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    radius = rng.uniform(0.25, 0.4) * size
+    radius = rng.uniform(*RADIUS_RANGE) * size
     cx, cy = (rng.uniform(radius, size - radius) for _ in range(2))
     fill = COLOURS[colour]
     if shape == "circle":
@@ -154,20 +192,21 @@ def alpaca_records() -> list[dict]:
 
 
 def llava_records(pictures: tuple[Picture, ...], image_root: Path) -> list[dict]:
-    """Two-turn conversations about each picture (LLaVA's fields); `image` relative to image_root."""
-    return [
-        {
-            "id": f"shape-{index}",
-            "image": os.path.relpath(picture.path, image_root),
-            "conversations": [
-                {"from": "human", "value": "<image>\nWhat colour is the shape?"},
-                {"from": "gpt", "value": f"It is {picture.colour}."},
-                {"from": "human", "value": "What shape is it?"},
-                {"from": "gpt", "value": f"A {picture.shape}."},
-            ],
-        }
-        for index, picture in enumerate(pictures)
-    ]
+    """Two-turn conversations about each picture (LLaVA's fields); `image` relative to image_root.
+
+    Every other conversation asks its questions in the other order, so that each question is also
+    asked first, as a single question at inference is.
+    """
+    records = []
+    for index, picture in enumerate(pictures):
+        exchanges = picture.questions_and_answers if index % 2 == 0 else picture.questions_and_answers[::-1]
+        conversation = []
+        for turn, (question, answer) in enumerate(exchanges):
+            conversation.append({"from": "human", "value": "<image>\n" + question if turn == 0 else question})
+            conversation.append({"from": "gpt", "value": answer})
+        records.append({"id": f"shape-{index}", "image": os.path.relpath(picture.path, image_root),
+                        "conversations": conversation})
+    return records
 
 
 def write_json(path: Path, value: object) -> Path:
@@ -188,7 +227,7 @@ def tokenizer_texts() -> list[str]:
     texts = [format_prompt(CAPTION_INSTRUCTION)]
     texts += [f"a {colour} {shape}" for colour in COLOURS for shape in SHAPES]
     texts += [format_prompt(q, i) + " " + a for q, i, a in _TEXT_ONLY]
-    texts += [format_prompt("What colour is the shape?"), format_prompt("What shape is it?")]
+    texts += [format_prompt(COLOUR_QUESTION), format_prompt(SHAPE_QUESTION)]
     texts += [f"It is {colour}. A {shape}." for colour in COLOURS for shape in SHAPES]
     return texts * 10
 
@@ -202,7 +241,7 @@ def _ffn_hidden_dim(params: dict) -> int:
 
 
 def meta_llama_state_dict(params: dict, vocab_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random weights with the names and shapes of Meta's consolidated.00.pth for `params`.
+    """Random float32 weights with the names and shapes of Meta's consolidated.00.pth for `params`.
 
     Matrices ~ N(0, 1/fan_in) so that activations keep their scale through the layers; norms are 1.
     """
@@ -229,16 +268,34 @@ def meta_llama_state_dict(params: dict, vocab_size: int, generator: torch.Genera
         })
     weights["norm.weight"] = torch.ones(dim)
     weights["output.weight"] = matrix(vocab_size, dim)
-    return {key: value.half() for key, value in weights.items()}
+    return weights
+
+
+def language_model_texts() -> list[str]:
+    """What a language-model base reads before it is frozen (see exps/tiny_language_model.py): the
+    caption prompt with each caption, and the instruction data's answers as plain sentences. No
+    instruction is ever followed by its answer: following instructions is fine-tuning's to teach."""
+    captions = [f"a {colour} {shape}" for colour in COLOURS for shape in SHAPES]
+    texts = [format_prompt(CAPTION_INSTRUCTION) + caption for caption in captions]
+    texts += [f"It is {colour}. A {shape}." for colour in COLOURS for shape in SHAPES]
+    texts += [answer for _, _, answer in _TEXT_ONLY]
+    return texts
 
 
 def write_tiny_llama(llama_dir: Path, seed: int, llama_type: str = LLAMA_TYPE,
-                     params: dict | None = None) -> Path:
-    """LLAMA_DIR/tokenizer.model and LLAMA_DIR/<llama_type>/{params.json, consolidated.00.pth}."""
+                     params: dict | None = None, language_model_steps: int = 0) -> Path:
+    """LLAMA_DIR/tokenizer.model and LLAMA_DIR/<llama_type>/{params.json, consolidated.00.pth}.
+
+    language_model_steps 0: random weights; more: that many steps of next-token training on
+    language_model_texts() first (a base that can already write the captions, not pick them).
+    """
     params = dict(TINY_LLAMA_PARAMS if params is None else params)
     tokenizer = train_tokenizer(tokenizer_texts(), llama_dir / "tokenizer.model", vocab_size=TOKENIZER_VOCAB)
     generator = torch.Generator().manual_seed(seed)
-    return write_llama_folder(llama_dir / llama_type, meta_llama_state_dict(params, tokenizer.n_words, generator), params)
+    weights = meta_llama_state_dict(params, tokenizer.n_words, generator)
+    if language_model_steps:
+        weights = train_language_model(weights, params, tokenizer, language_model_texts(), language_model_steps)
+    return write_llama_folder(llama_dir / llama_type, weights, params, dtype=torch.float16)
 
 
 def write_tiny_imagebind(weights_path: Path, config_path: Path, seed: int,
@@ -256,11 +313,14 @@ def write_tiny_imagebind(weights_path: Path, config_path: Path, seed: int,
 # -- everything ------------------------------------------------------------------------------------
 
 def write_tiny_assets(root: str | os.PathLike, train_pictures: int = 24, held_out_pictures: int = 12,
-                      seed: int = 0) -> TinyAssets:
-    """Write every tiny file under `root` (see the module docstring) and return their paths."""
+                      seed: int = 0, language_model_steps: int = 0) -> TinyAssets:
+    """Write every tiny file under `root` (see the module docstring) and return their paths.
+
+    language_model_steps > 0 makes the tiny LLaMA a small language model first (write_tiny_llama).
+    """
     root = Path(root).resolve()
     llama_dir = root / "llama"
-    write_tiny_llama(llama_dir, seed)
+    write_tiny_llama(llama_dir, seed, language_model_steps=language_model_steps)
     imagebind_path, imagebind_config = root / "imagebind" / "tiny.pth", root / "imagebind" / "tiny.yaml"
     write_tiny_imagebind(imagebind_path, imagebind_config, seed)
 
@@ -271,7 +331,7 @@ def write_tiny_assets(root: str | os.PathLike, train_pictures: int = 24, held_ou
     held_out_table = write_caption_table(shapes / "held_out.tsv", held_out)
     alpaca = write_json(shapes / "alpaca.json", alpaca_records())
     llava = write_json(shapes / "llava.json", llava_records(train, shapes / "pictures"))
-    return TinyAssets(
+    assets = TinyAssets(
         root=root,
         llama_dir=llama_dir,
         llama_type=LLAMA_TYPE,
@@ -279,9 +339,41 @@ def write_tiny_assets(root: str | os.PathLike, train_pictures: int = 24, held_ou
         imagebind_config=imagebind_config,
         pretrain_config=write_data_config(root / "pretrain.yaml", [str(train_table)]),
         held_out_config=write_data_config(root / "held_out.yaml", [str(held_out_table)]),
+        # The text-only file is small: its ratio repeats it, four times per pass.
         finetune_config=write_data_config(root / "finetune.yaml", [
-            str(alpaca), {"path": str(llava), "image_root": str(shapes / "pictures")},
+            {"path": str(alpaca), "ratio": 4}, {"path": str(llava), "image_root": str(shapes / "pictures")},
         ]),
         train_pictures=train,
         held_out_pictures=held_out,
     )
+    (root / MANIFEST_NAME).write_text(assets.to_json(), encoding="utf-8")
+    return assets
+
+
+def read_tiny_assets(root: str | os.PathLike) -> TinyAssets:
+    """What write_tiny_assets(root, ...) returned, from the assets.json it wrote there."""
+    manifest = Path(root) / MANIFEST_NAME
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} not found: {root} was not written by exps.tiny_assets.write_tiny_assets")
+    return TinyAssets.from_json(manifest.read_text(encoding="utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write the tiny stand-in files (see exps/tiny_assets.py).")
+    parser.add_argument("root", help="folder to write into")
+    parser.add_argument("--train_pictures", type=int, default=24)
+    parser.add_argument("--held_out_pictures", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--language_model_steps", type=int, default=0,
+                        help="0: a random LLaMA; more: make it a small language model of the tiny texts first")
+    args = parser.parse_args(argv)
+    init_logger(0)
+    assets = write_tiny_assets(args.root, args.train_pictures, args.held_out_pictures, args.seed,
+                               args.language_model_steps)
+    logger.info("tiny files written under %s (%d training and %d held-out pictures; list: %s)", assets.root,
+                len(assets.train_pictures), len(assets.held_out_pictures), assets.root / MANIFEST_NAME)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
