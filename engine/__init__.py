@@ -9,5 +9,6 @@
     checkpointing.py  what a checkpoint holds; writing and restoring it
     resume.py         which checkpoint to continue from, and whether it may
     data_source.py    what the entry points hand over from data/ (the engine never imports data/)
+    compilation.py    --compile: torch.compile block by block
     model_setup.py, optimizer.py, precision.py, evaluate.py, errors.py
 """

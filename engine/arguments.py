@@ -1,9 +1,10 @@
 """The command line of main_pretrain.py and main_finetune.py: one parser builder for both phases.
 
 The flags are the published reference's (same names, mostly the same defaults) plus what this
-project adds: the ImageBind files, precision, resuming, checkpoint policy, validation data and the
-bad-sample policy. Where a default differs from the reference's, the help says so. Nothing writes
-into the parsed namespace afterwards: engine/settings.py derives what follows from it.
+project adds: the ImageBind files, precision, resuming, checkpoint policy, validation data, the
+bad-sample policy, compilation and activation checkpointing. Where a default differs from the
+reference's, the help says so. Nothing writes into the parsed namespace afterwards:
+engine/settings.py derives what follows from it.
 
 `HARMLESS_ON_RESUME` names the flags that may change between a run and its resumption without
 changing the result (see engine/resume.py).
@@ -29,7 +30,7 @@ HARMLESS_ON_RESUME = frozenset({
     "output_dir", "log_dir", "num_workers", "pin_mem", "print_freq", "save_freq", "keep_last",
     "save_interval_steps", "log_step_losses", "resume", "resume_force", "device", "dist_url",
     "world_size", "local_rank", "start_epoch", "val_data_config", "max_bad_fraction", "on_bad_sample",
-    "pad_to_multiple",
+    "pad_to_multiple", "compile", "activation_checkpointing",
 })
 
 
@@ -125,6 +126,17 @@ def _add_output(parser: argparse.ArgumentParser, phase: str) -> None:
                        help="debugging: write every optimizer step's loss to step_losses.jsonl (reads the loss each step)")
 
 
+def _add_speed(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("speed and memory (the same losses, to rounding)")
+    group.add_argument("--compile", action="store_true",
+                       help="torch.compile each transformer block on its own (one graph serves every layer) and "
+                            "ImageBind's vision blocks; pass --pad_to_multiple 32 (pre-training) or 128 (fine-tuning) "
+                            "so that only a few sequence lengths compile. The first steps of each length are slow")
+    group.add_argument("--activation_checkpointing", action="store_true",
+                       help="keep only each LLaMA layer's input for backward and run the layer again there: much "
+                            "less activation memory for one more forward pass (fine-tuning 7B on a 24 GB card)")
+
+
 def _add_devices(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("devices and processes (torchrun or SLURM set ranks through the environment)")
     group.add_argument("--device", default=None, help="cuda or cpu; default cuda when a GPU is visible, else cpu")
@@ -146,5 +158,6 @@ def build_parser(phase: str) -> argparse.ArgumentParser:
     _add_optimizer(parser)
     _add_data(parser, phase)
     _add_output(parser, phase)
+    _add_speed(parser)
     _add_devices(parser)
     return parser

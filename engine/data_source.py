@@ -71,8 +71,12 @@ BATCH_TENSORS = ("tokens", "labels", "images", "has_image")
 
 
 def batch_to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """(tokens, labels, images, has_image) on `device`; copies from pinned memory do not block the host."""
-    return tuple(batch[key].to(device, non_blocking=True) for key in BATCH_TENSORS)
+    """(tokens, labels, images, has_image), tokens and images on `device` (copies from pinned memory
+    do not block the host). labels and has_image stay where the collate made them, on the CPU: the
+    model chooses answer positions and image rows from them without waiting for the device, which
+    a mask on the GPU would make it do (see model/adapter.py)."""
+    tokens, labels, images, has_image = (batch[key] for key in BATCH_TENSORS)
+    return tokens.to(device, non_blocking=True), labels, images.to(device, non_blocking=True), has_image
 
 
 def epoch_loader(dataset: Dataset, sampler: ResumableBatchSampler, collate_fn: Callable, epoch: int,

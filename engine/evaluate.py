@@ -22,16 +22,17 @@ def validation_loss(model: nn.Module, batches: Iterable[dict], precision: str, c
     """Mean loss per answer token over `batches` on every rank; NaN when there is no answer token."""
     was_training = model.training
     model.eval()
-    sums = torch.zeros(2, dtype=torch.float64, device=context.device)  # loss x answer tokens, answer tokens
+    loss_sum = torch.zeros((), dtype=torch.float64, device=context.device)  # loss x answer tokens
+    count = 0  # answer tokens, counted on the host
     for batch in batches:
         if batch["tokens"].shape[0] == 0:
             continue
         tokens, labels, images, has_image = batch_to_device(batch, context.device)
         with autocast(context.device, precision):
             loss = model(tokens, labels, images, has_image)
-        answer_tokens = (labels[:, 1:] != 0).sum()  # the model predicts token t+1 from t: labels shift by one
-        sums += torch.stack([loss.double() * answer_tokens, answer_tokens.double()])
+        answer_tokens = int((labels[:, 1:] != 0).sum())  # labels on the host; position t predicts label t+1
+        loss_sum += loss.double() * answer_tokens
+        count += answer_tokens
     model.train(was_training)
-    loss_sum, count = sums.tolist()
-    totals = all_reduce_mean({"loss_sum": loss_sum, "count": count}, context)
+    totals = all_reduce_mean({"loss_sum": loss_sum.item(), "count": count}, context)
     return totals["loss_sum"] / totals["count"] if totals["count"] else float("nan")

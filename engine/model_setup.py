@@ -4,6 +4,10 @@ The adapter checkpoint is the run's own when it resumes (its released layout hol
 the LLaMA and ImageBind files do not), else for fine-tuning the pre-training checkpoint
 (--pretrained_path), else none (pre-training from scratch: the adapter is initialised as the
 reference does). Loading goes through model/weights.py, the same path as `model.load`.
+
+`prepare_for_training` then shapes the loaded model for speed and memory, without changing what
+it computes: only ImageBind's vision branch stays, and --activation_checkpointing and --compile
+take effect.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.compilation import compile_blocks
 from engine.precision import DTYPES
 from engine.settings import RunSettings
 from model.adapter import ImageBindLLM
+from model.imagebind import ModalityType
 from model.weights import (
     AdapterCheckpoint,
     build_from_files,
@@ -65,4 +71,29 @@ def build_model(settings: RunSettings, source: ModelSource) -> ImageBindLLM:
     logger.info("model: LLaMA %s, phase %s, %s trainable of %s parameters, frozen weights in %s",
                 source.llama_type, settings.phase, f"{trainable:,}", f"{total:,}", settings.precision)
     return model
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """The flags that change how fast the step runs and how much memory it takes, not its result
+    (compiled kernels round differently, within float rounding)."""
+
+    compile: bool = False
+    activation_checkpointing: bool = False
+    pad_to_multiple: int = 1
+    compile_mode: str | None = None
+    """torch.compile's mode (None: its default); only the benchmark sets another."""
+
+
+def prepare_for_training(model: ImageBindLLM, speed: SpeedSettings) -> None:
+    """Shape a built (and loaded) model for training, in place; see the module docstring.
+
+    Training data holds images only, so ImageBind's other branches (text, audio, depth, thermal,
+    IMU: about half the encoder) would only take GPU memory; they are dropped after loading,
+    which needs the whole file.
+    """
+    model.image_bind.keep_modalities([ModalityType.VISION])
+    model.llama.activation_checkpointing = speed.activation_checkpointing
+    if speed.compile:
+        compile_blocks(model, speed.pad_to_multiple, speed.compile_mode)
 

@@ -69,8 +69,10 @@ def wrap_for_training(model: nn.Module, trainables: Sequence[nn.Parameter], cont
     module = TrainingModule(model, trainables)
     if not context.distributed:
         return module
-    device_ids = [context.device.index] if context.device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=device_ids, init_sync=False, **_NO_BUFFER_SYNC)
+    # No device_ids: with them DDP would copy every input to the GPU, the host-side labels and
+    # has_image too (engine/data_source.py keeps them on the CPU so that the step never waits for
+    # the device). The module sits on one device, where the batch already is.
+    return DistributedDataParallel(module, device_ids=None, init_sync=False, **_NO_BUFFER_SYNC)
 
 
 def gather_from_ranks(value: Any, context: DistributedContext) -> list[Any]:

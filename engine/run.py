@@ -23,7 +23,7 @@ from engine.checkpointing import Checkpointer, RunRecord, file_sha256, restore_r
 from engine.data_source import DataBuilder, DataParts, DataRequest, epoch_loader
 from engine.errors import SetupError, TrainingError
 from engine.evaluate import validation_loss
-from engine.model_setup import build_model, resolve_model_source
+from engine.model_setup import SpeedSettings, build_model, prepare_for_training, resolve_model_source
 from engine.optimizer import build_optimizer
 from engine.parallel import broadcast_trainables, check_trainables_agree, wrap_for_training
 from engine.precision import grad_scaler
@@ -93,6 +93,7 @@ class _Run:
 
         seed_everything(args.seed)  # the same on every rank: a fresh adapter starts the same everywhere
         self.model = build_model(settings, source)
+        prepare_for_training(self.model, SpeedSettings(args.compile, args.activation_checkpointing, args.pad_to_multiple))
         named_trainables = list(self.model.trainable_parameters().items())
         self.trainables = [param for _, param in named_trainables]
         broadcast_trainables(self.trainables, context)

@@ -60,20 +60,55 @@ def llama_args_for_phase(args: ModelArgs, phase: str, tokenizer: Tokenizer | Non
                    adapter_layers=args.adapter_layers or args.n_layers)
 
 
+# Label 0 means "no loss" (the shared convention; padding is 0 too).
+NO_LOSS_LABEL = 0
+
+
+def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small tensor (indices, a mask) on `device`, without the host waiting: a CPU one is staged
+    in pinned memory on its way to a GPU, so that the copy is only queued."""
+    if tensor.device.type == "cpu" and device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
 def answer_loss(hidden: torch.Tensor, labels: torch.Tensor, output: nn.Linear) -> torch.Tensor:
     """Mean next-token cross-entropy over the positions whose (shifted) label is not 0.
 
-    hidden: final-normed states [B, S, dim]; labels [B, S] (0 = no loss). Vocabulary logits are
-    computed only for the answer positions. With no answer position the loss is exactly 0 and
-    still depends on every trainable tensor used (so that backward and DDP see them all).
+    hidden: final-normed states [B, S, dim]; labels [B, S] (0 = no loss). With no answer position
+    the loss is exactly 0 and still depends on every trainable tensor used (so that backward and
+    DDP see them all). Which positions count is never read back from the device:
+
+    - labels on the CPU (the engine leaves them where the collate made them): the answer positions
+      are found on the host and only their rows go through the vocabulary head (gathered_answer_loss);
+    - labels on another device: every position goes through the head and the loss is masked
+      (masked_answer_loss): more head FLOPs, but fixed shapes (CUDA graphs).
     """
+    if labels.device.type == "cpu":
+        return gathered_answer_loss(hidden, labels, output)
+    return masked_answer_loss(hidden, labels, output)
+
+
+def gathered_answer_loss(hidden: torch.Tensor, labels: torch.Tensor, output: nn.Linear) -> torch.Tensor:
+    """answer_loss with CPU labels: vocabulary logits for the answer positions only."""
+    batch, seq, dim = hidden.shape
+    is_answer = labels[:, 1:] != NO_LOSS_LABEL  # [B, S - 1]: position t predicts label t + 1
+    rows, cols = is_answer.nonzero(as_tuple=True)
+    answers = rows.numel()  # known on the host: nothing to read from the device
+    # Row b * S + t of hidden viewed as [B * S, dim] is the state that predicts label (b, t + 1).
+    positions = host_to_device(rows * seq + cols, hidden.device)
+    targets = host_to_device(labels[:, 1:][is_answer], hidden.device)
+    logits = output(hidden.reshape(batch * seq, dim).index_select(0, positions)).float()  # [answers, vocab]
+    # A sum over the answers divided by their count (at least 1) is the mean, and exactly 0 without any.
+    return F.cross_entropy(logits, targets, reduction="sum") / max(answers, 1)
+
+
+def masked_answer_loss(hidden: torch.Tensor, labels: torch.Tensor, output: nn.Linear) -> torch.Tensor:
+    """answer_loss over every position, the others masked out: no shape depends on the labels."""
     targets = labels[:, 1:]
-    is_answer = targets != 0
-    logits = output(hidden[:, :-1][is_answer]).float()  # [N answer tokens, vocab]
-    # A sum over the answers divided by their count (at least 1) is the mean, and exactly 0 with no
-    # answer; unlike checking for that case first, it reads nothing back from the device.
-    total = F.cross_entropy(logits, targets[is_answer], reduction="sum")
-    return total / is_answer.sum().clamp(min=1)
+    logits = output(hidden[:, :-1]).float()  # [B, S - 1, vocab]
+    total = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=NO_LOSS_LABEL, reduction="sum")
+    return total / (targets != NO_LOSS_LABEL).sum().clamp(min=1)
 
 
 class _ZeroImageEmbeddings:
@@ -196,7 +231,9 @@ class ImageBindLLM(nn.Module):
 
         `images`: pixels [B, 3, H, W] or precomputed embeddings [B, E] (the encoder's output, as
         `encode("vision", pixels)` gives it). Rows whose `has_image` is False get the zero image's
-        embedding; the encoder runs only on the rows that have an image.
+        embedding; the encoder runs only on the rows that have an image, on the whole batch
+        at once when they all do. `has_image` may stay on the CPU (the engine leaves it where the
+        collate made it): choosing the rows then reads nothing from the device.
         """
         if images.ndim == 2:
             if images.shape[1] != self.image_bind.out_embed_dim:
@@ -205,14 +242,17 @@ class ImageBindLLM(nn.Module):
             if has_image is None:
                 return images
             zero = self.zero_image_embedding((3, IMAGE_SIZE, IMAGE_SIZE), images.device)
-            return torch.where(has_image[:, None], images, zero.to(images.dtype))
+            return torch.where(host_to_device(has_image, images.device)[:, None], images, zero.to(images.dtype))
         if has_image is None:
+            return self.encode("vision", images)
+        rows = has_image.nonzero().squeeze(1)  # a device mask waits for the device here; a CPU one does not
+        if rows.numel() == images.shape[0]:
             return self.encode("vision", images)
         zero = self.zero_image_embedding(images.shape[1:], images.device)
         embeddings = zero.expand(images.shape[0], -1).clone()
-        rows = has_image.nonzero().squeeze(1)
         if rows.numel():
-            embeddings[rows] = self.encode("vision", images[rows]).to(embeddings.dtype)
+            rows = host_to_device(rows, images.device)
+            embeddings.index_copy_(0, rows, self.encode("vision", images.index_select(0, rows)).to(embeddings.dtype))
         return embeddings
 
     def bridge(self, x: torch.Tensor) -> torch.Tensor:
@@ -251,15 +291,18 @@ class ImageBindLLM(nn.Module):
                 has_image: torch.Tensor | None = None) -> torch.Tensor:
         """The training loss (see answer_loss): tokens, labels [B, S]; images as image_embeddings."""
         with self.precision(tokens.device):
-            visual = self.visual_tokens([(self.image_embeddings(images, has_image), 1)])
-            hidden = self.llama.hidden_states(tokens, prefixes=self.prefixes(visual))
-            return answer_loss(hidden, labels, self.llama.output)
+            return answer_loss(self.hidden_states(tokens, images, has_image), labels, self.llama.output)
+
+    def hidden_states(self, tokens: torch.Tensor, images: torch.Tensor, has_image: torch.Tensor | None = None) -> torch.Tensor:
+        """LLaMA's final-normed states [B, S, dim] for tokens [B, S] with the images' prefix tokens
+        (what forward computes before its loss; the caller sets the precision)."""
+        visual = self.visual_tokens([(self.image_embeddings(images, has_image), 1)])
+        return self.llama.hidden_states(tokens, prefixes=self.prefixes(visual))
 
     def logits(self, tokens: torch.Tensor, images: torch.Tensor, has_image: torch.Tensor | None = None) -> torch.Tensor:
         """Float32 logits [B, S, vocab] of every position (evaluation, tests)."""
         with self.precision(tokens.device):
-            visual = self.visual_tokens([(self.image_embeddings(images, has_image), 1)])
-            return self.llama(tokens, prefixes=self.prefixes(visual))
+            return self.llama.output(self.hidden_states(tokens, images, has_image)).float()
 
     @torch.inference_mode()
     def generate(self, inputs: Mapping[str, tuple[torch.Tensor, float]] | None, prompts: Sequence[str | Sequence[int]],

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,8 @@ class ModelArgs:
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square norm, computed in float32 whatever the input dtype (as Meta's)."""
+    """Root-mean-square norm, computed in float32 whatever the input dtype (as Meta's), returned in
+    the input's dtype."""
 
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
@@ -131,7 +133,11 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return normed.type_as(x) * self.weight
+        # A trained norm keeps a float32 weight, which would promote a bf16 product to float32. Every
+        # consumer of a norm is a linear layer that autocast rounds to bf16 anyway, so rounding once
+        # here gives the same numbers, without a float32 copy and a cast per consumer (a LoRA factor
+        # would save its own bf16 copy for backward). In float32 this cast does nothing.
+        return (normed.type_as(x) * self.weight).type_as(x)
 
 
 class LoRADown(nn.Linear):
@@ -369,6 +375,9 @@ class Transformer(nn.Module):
         cos, sin = rotary_tables(args.head_dim, args.max_seq_len, args.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        # When training (see hidden_states): keep only each layer's input for backward and run the
+        # layer again there, instead of keeping its activations (--activation_checkpointing).
+        self.activation_checkpointing = False
         self.init_added_parameters()
 
     @property
@@ -426,10 +435,16 @@ class Transformer(nn.Module):
         cos = self.rope_cos[start_pos:start_pos + seq]
         sin = self.rope_sin[start_pos:start_pos + seq]
         first_adapted = self.args.n_layers - self.args.adapter_layers
+        recompute = self.activation_checkpointing and caches is None and torch.is_grad_enabled()
         h = self.tok_embeddings(tokens)
         for i, layer in enumerate(self.layers):
             prefix = prefixes[i - first_adapted] if prefixes is not None and i >= first_adapted else None
-            h = layer(h, cos, sin, start_pos, None if caches is None else caches[i], prefix)
+            if recompute:
+                # The layers draw no random numbers, so there is no RNG state to save and restore.
+                h = checkpoint(layer, h, cos, sin, start_pos, None, prefix, use_reentrant=False,
+                               preserve_rng_state=False)
+            else:
+                h = layer(h, cos, sin, start_pos, None if caches is None else caches[i], prefix)
         return self.norm(h)
 
     def forward(self, tokens: torch.Tensor, start_pos: int = 0, prefixes: Sequence[torch.Tensor] | None = None,
