@@ -1,0 +1,10 @@
+"""Throughput of the training step at the real 7B shape (issue 6), and its record.
+
+    throughput.py    the benchmark: `python -m bench.throughput --phase pretrain --batch_size 64`
+    random_model.py  ImageBind-LLM with random weights, built straight on the device
+    workload.py      the standard workload as samples, batched the way training batches them
+    flops.py         the useful FLOPs that the utilisation figure counts
+    memory_estimate.py  a step's peak GPU memory, estimated on the CPU with fake tensors
+    run_matrix.sh    issue 6's measurements on one GPU, most important first
+    RESULTS.md       measured figures, with date, card and torch version; runs.jsonl their JSON lines
+"""

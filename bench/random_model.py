@@ -1,0 +1,74 @@
+"""ImageBind-LLM with random weights, built straight on the device: the benchmark's model.
+
+It is constructed on the meta device, ImageBind's branches other than vision are dropped, and
+the rest is allocated once on the device, frozen tensors in the frozen dtype and trainable and
+released ones in float32 (as ImageBindLLM keeps them), then filled there. No checkpoint is read
+and no float32 copy of the frozen 7B ever exists.
+
+The values are random but not degenerate: every matrix N(0, 1 / fan-in), norm weights 1, other
+vectors N(0, 0.02). Gates and LoRA's second factors, zero in a fresh model, are random too, so
+that the image path and LoRA change the loss (the benchmark's loss check compares paths).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from model.adapter import ImageBindLLM
+from model.imagebind import ModalityType
+from model.llama import ModelArgs, RMSNorm
+
+# Meta's params.json of LLaMA-7B; its tokenizer has 32000 words.
+LLAMA_7B_PARAMS = {"dim": 4096, "multiple_of": 256, "n_heads": 32, "n_layers": 32, "norm_eps": 1e-06, "vocab_size": -1}
+LLAMA_VOCAB_SIZE = 32000
+
+# The tiny configuration (--tiny, and the CPU): seconds per step on a CPU, same code path.
+TINY_LLAMA_PARAMS = {"dim": 64, "multiple_of": 32, "n_heads": 4, "n_layers": 2, "norm_eps": 1e-05, "vocab_size": -1}
+TINY_VOCAB_SIZE = 512
+TINY_IMAGEBIND_ARGS = {
+    "out_embed_dim": 32, "vision_embed_dim": 32, "vision_num_blocks": 2, "vision_num_heads": 2,
+    **{f"{branch}_{key}": value for branch in ("text", "audio", "depth", "thermal", "imu")
+       for key, value in (("embed_dim", 16), ("num_blocks", 1), ("num_heads", 2))},
+}
+
+
+def model_shape(tiny: bool) -> tuple[ModelArgs, dict[str, Any] | None]:
+    """LLaMA's arguments and ImageBind's (None: ImageBind-Huge) of the 7B or the tiny configuration."""
+    if tiny:
+        return ModelArgs.from_params(TINY_LLAMA_PARAMS, vocab_size=TINY_VOCAB_SIZE), TINY_IMAGEBIND_ARGS
+    return ModelArgs.from_params(LLAMA_7B_PARAMS, vocab_size=LLAMA_VOCAB_SIZE), None
+
+
+def build_random_model(phase: str, tiny: bool, device: torch.device, frozen_dtype: torch.dtype,
+                       seed: int) -> ImageBindLLM:
+    """The model of `phase` on `device` with random weights (see the module docstring)."""
+    llama_args, imagebind_args = model_shape(tiny)
+    with torch.device("meta"):
+        model = ImageBindLLM(llama_args, phase, imagebind_args, frozen_dtype=frozen_dtype)
+    model.image_bind.keep_modalities([ModalityType.VISION])  # before allocating: the rest never exists
+    model.to_empty(device=device)  # the rotary tables are recomputed by Transformer._apply
+    randomise_(model, seed)
+    model.forget_cached_embeddings()
+    return model
+
+
+@torch.no_grad()
+def randomise_(model: nn.Module, seed: int) -> None:
+    """Fill every parameter in place, on its device (see the module docstring)."""
+    generator = None
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if generator is None:
+                generator = torch.Generator(param.device).manual_seed(seed)
+            if isinstance(module, (RMSNorm, nn.LayerNorm)) and name == "weight":
+                param.fill_(1.0)
+            elif param.ndim >= 2:
+                param.normal_(0.0, param[0].numel() ** -0.5, generator=generator)
+            else:
+                param.normal_(0.0, 0.02, generator=generator)
+    for name, buffer in model.named_buffers():
+        if buffer.is_floating_point() and not torch.isfinite(buffer).all():
+            raise ValueError(f"buffer {name} was left undefined by allocation: recompute it after to_empty")
