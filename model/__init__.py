@@ -48,13 +48,10 @@ def load(checkpoint_path: str | os.PathLike, llama_dir: str | os.PathLike, image
     base the released checkpoints need). device None: CUDA when available, else the CPU;
     frozen_dtype None: bfloat16 (float16 where unsupported) on CUDA, float32 on the CPU.
     """
-    from model.weights import (build_from_files, choose_llama_type, llama_model_dir, phase_of_checkpoint,
-                               read_adapter_checkpoint, read_params)
+    from model.weights import build_from_files, phase_of_keys, read_adapter_checkpoint
 
     checkpoint = read_adapter_checkpoint(checkpoint_path)
-    llama_type = llama_type or choose_llama_type(llama_dir, checkpoint.llama_type)
-    params = read_params(llama_model_dir(llama_dir, llama_type))
-    phase = phase_of_checkpoint(checkpoint, params)
+    phase = phase_of_keys(checkpoint.model)
     device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
     frozen_dtype = frozen_dtype or _default_frozen_dtype(device)
     model = build_from_files(llama_dir, llama_type, imagebind_path, phase, imagebind_args=imagebind_args,

@@ -131,9 +131,10 @@ class ImageBindLLM(nn.Module):
     `phase` "pretrain" or "finetune" decides LLaMA's biases and LoRA (llama_args_for_phase) and
     which tensors train (model/layout.py): those are float32 with requires_grad. Every other
     tensor is frozen, in `frozen_dtype`, except the released layout's (float32: checkpoints ship
-    them). With a reduced frozen_dtype the model runs under autocast to that dtype (it enters autocast itself unless the caller already has). `imagebind_args`:
-    None for ImageBind-Huge, else ImageBindModel's keyword arguments. Random weights; build on
-    the meta device and load files with model/weights.py.
+    them). With a reduced frozen_dtype the model runs under autocast to that dtype (it enters
+    autocast itself unless the caller already has). `imagebind_args`: None for ImageBind-Huge,
+    else ImageBindModel's keyword arguments. Random weights; build on the meta device and load
+    files with model/weights.py.
     """
 
     def __init__(self, llama_args: ModelArgs, phase: str, imagebind_args: Mapping[str, Any] | None = None,

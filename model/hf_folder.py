@@ -42,10 +42,11 @@ def read_hf_config(model_dir: PathLike) -> dict[str, Any]:
         return json.load(f)
 
 
-def hf_params(model_dir: PathLike) -> dict[str, Any]:
-    """params.json contents (Meta's) for the folder's config.json; refused configs name the folder."""
+def hf_params(model_dir: PathLike, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """params.json contents (Meta's) for the folder's config.json (`config`: its contents, when
+    already read); refused configs name the file."""
     try:
-        return params_from_hf_config(read_hf_config(model_dir))
+        return params_from_hf_config(read_hf_config(model_dir) if config is None else config)
     except ValueError as error:
         raise ValueError(f"{Path(model_dir) / CONFIG_NAME}: {error}") from error
 
@@ -115,7 +116,7 @@ class HFLlamaState(Mapping[str, torch.Tensor]):
     def __init__(self, model_dir: PathLike):
         self.model_dir = Path(model_dir)
         config = read_hf_config(model_dir)
-        self.params = hf_params(model_dir)
+        self.params = hf_params(model_dir, config)
         files = [_SafetensorsFile(p) if p.suffix == ".safetensors" else _TorchFile(p) for p in hf_weight_files(model_dir)]
         file_of: dict[str, Any] = {}
         for file in files:
@@ -153,6 +154,9 @@ class HFLlamaState(Mapping[str, torch.Tensor]):
             return file.rows(hf_key, index)
         n_rows = self.params["dim"] // self.params["n_heads"] * name.rotary_heads
         return file.rows(hf_key, hf_rows_of(index, n_rows, name.rotary_heads))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries  # Mapping's own __contains__ would read the tensor
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

@@ -380,11 +380,6 @@ class Transformer(nn.Module):
         self.activation_checkpointing = False
         self.init_added_parameters()
 
-    @property
-    def adapted_layers(self) -> list[TransformerBlock]:
-        """The last `adapter_layers` layers, in order: the ones that read a prefix token."""
-        return list(self.layers)[self.args.n_layers - self.args.adapter_layers:]
-
     def init_rotary_tables(self) -> None:
         """Recompute the rotary tables in place, on their device."""
         cos, sin = rotary_tables(self.args.head_dim, self.args.max_seq_len, self.args.rope_theta, self.rope_cos.device)

@@ -112,6 +112,9 @@ class MergedShards(Mapping[str, torch.Tensor]):
             start += size
         return torch.stack([by_row[row] for row in index])
 
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys_in_order  # Mapping's own __contains__ would read (and merge) the tensor
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys_in_order)
 

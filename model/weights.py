@@ -27,8 +27,6 @@ from model.adapter import ImageBindLLM
 from model.base_record import check_base, fingerprint
 from model.llama import LoRADown, ModelArgs, Transformer
 from model.llama_folder import choose_llama_type, llama_model_dir, llama_state_dict, load_tokenizer, read_params
-# Re-exported: the names this module offered before Meta's folder got a module of its own.
-from model.meta_folder import MergedShards, llama_shard_paths, merged_llama_state_dict, write_llama_folder  # noqa: F401
 from model.tensor_files import load_tensors
 
 logger = logging.getLogger(__name__)
@@ -157,11 +155,6 @@ def apply_adapter_checkpoint(model: ImageBindLLM, checkpoint: AdapterCheckpoint)
 
 # -- building the model ----------------------------------------------------------------------------
 
-def _args_from_params(params: Mapping[str, Any]) -> ModelArgs:
-    args = ModelArgs.from_params(params)
-    return replace(args, vocab_size=1) if args.vocab_size == -1 else args  # the vocabulary decides no key
-
-
 def finetune_key_suffixes() -> set[str]:
     """The names after 'layers.N.' that only fine-tuning adds to LLaMA (biases, LoRA factors): the same
     for every layer and every model size, so a one-layer model on the meta device tells them."""
@@ -182,18 +175,10 @@ def phase_of_keys(keys: Iterable[str]) -> str:
     return "pretrain"
 
 
-def phase_of_checkpoint(checkpoint: AdapterCheckpoint, params: Mapping[str, Any] | None = None) -> str:
-    """'finetune' when the checkpoint holds LLaMA biases or LoRA factors, else 'pretrain'.
-
-    `params` is not needed (the key names tell); it is accepted for callers that pass it.
-    """
-    return phase_of_keys(checkpoint.model)
-
-
-def lora_rank_of_checkpoint(checkpoint: AdapterCheckpoint, params: Mapping[str, Any]) -> int | None:
+def lora_rank_of_checkpoint(checkpoint: AdapterCheckpoint, args: ModelArgs) -> int | None:
     """The rank of the checkpoint's LoRA factors (params.json does not say it); None without LoRA."""
     with torch.device("meta"):
-        tuned = Transformer(replace(_args_from_params(params), w_lora=True))
+        tuned = Transformer(replace(args, w_lora=True))
     for name, module in tuned.named_modules():
         key = f"{PREFIX}{name}.weight"
         if isinstance(module, LoRADown) and key in checkpoint.model:
@@ -227,7 +212,7 @@ def build_from_files(llama_dir: PathLike, llama_type: str | None, imagebind_path
     if imagebind_args is None and checkpoint is not None:
         imagebind_args = checkpoint.imagebind_args
     args = ModelArgs.from_params(params, vocab_size=tokenizer.n_words)
-    lora_rank = lora_rank_of_checkpoint(checkpoint, params) if checkpoint is not None else None
+    lora_rank = lora_rank_of_checkpoint(checkpoint, args) if checkpoint is not None else None
     if lora_rank is not None:
         args = replace(args, lora_rank=lora_rank)
 

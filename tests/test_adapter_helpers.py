@@ -13,7 +13,8 @@ from torch import nn
 from model.adapter import ImageBindLLM
 from model.layout import BRIDGE_MODULES, PREFIX_MODULE
 from model.llama import ModelArgs
-from model.weights import meta_llama_keys, write_llama_folder
+from model.meta_folder import write_llama_folder
+from model.weights import meta_llama_keys
 
 # Every branch one block of width 16: seconds on a CPU, 224 x 224 images as the real model.
 TINY_IMAGEBIND = {f"{m}_{k}": v for m in ("vision", "text", "audio", "depth", "thermal", "imu")

@@ -19,7 +19,7 @@ from model.meta_folder import write_llama_folder
 from model.weights import build_from_files, read_adapter_checkpoint
 from test_adapter_helpers import TINY_IMAGEBIND, tiny_model, write_user_files
 from test_hf_helpers import save_hf_folder, tiny_hf_model
-from test_weights import split_like_meta
+from test_weights import save_checkpoint, split_like_meta
 
 RECORD_LOGGER = "model.base_record"
 
@@ -37,11 +37,6 @@ def two_bases(tmp_path, tokenizer, tokenizer_path):
     write_llama_folder(tmp_path / "delta", delta, params)
     merge_delta(llama_dir / "7B", tmp_path / "delta", llama_dir / "7B_chinese")
     return llama_dir, imagebind_path, pretrained.state_dict_released()
-
-
-def save_checkpoint(path, released, **records):
-    torch.save({"model": released, **records}, path)
-    return path
 
 
 def record_messages(caplog, level=logging.WARNING) -> list[str]:

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import model as model_package
-from model.weights import (
-    build_from_files, choose_llama_type, llama_model_dir, merged_llama_state_dict, read_adapter_checkpoint,
-)
+from model.llama_folder import choose_llama_type, llama_model_dir
+from model.meta_folder import merged_llama_state_dict
+from model.weights import build_from_files, read_adapter_checkpoint
 from test_adapter_helpers import TINY_IMAGEBIND, random_images, random_tokens, tiny_model, write_user_files
 
 # How Meta's model-parallel files split each weight (fairscale: ColumnParallelLinear by output rows,
