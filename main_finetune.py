@@ -11,8 +11,8 @@ import functools
 import sys
 
 from data.dataset import FinetuneDataset
-from engine.entry import run_entry_point
 from data.training_data import DATA_ERRORS, build_training_data
+from engine.entry import run_entry_point
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,11 +35,10 @@ import torch
 
 from engine.data_source import ResumableBatchSampler
 from engine.errors import ResumeMismatchError
-from engine.parallel import gather_from_ranks
 from engine.running_stats import RunningStats
 from engine.train_loop import Position
 from util.checkpoint import prune_checkpoints, save_checkpoint
-from util.distributed import DistributedContext, barrier
+from util.distributed import DistributedContext, barrier, gather_from_ranks
 from util.rng_state import capture_rng_state, restore_rng_state
 
 logger = logging.getLogger(__name__)

@@ -22,14 +22,8 @@ from engine.precision import DTYPES
 from engine.settings import RunSettings
 from model.adapter import ImageBindLLM
 from model.imagebind import ModalityType
-from model.weights import (
-    AdapterCheckpoint,
-    build_from_files,
-    choose_llama_type,
-    llama_model_dir,
-    read_adapter_checkpoint,
-    read_params,
-)
+from model.llama_folder import choose_llama_type, llama_model_dir, read_params
+from model.weights import AdapterCheckpoint, build_from_files, read_adapter_checkpoint
 
 logger = logging.getLogger(__name__)
 

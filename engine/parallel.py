@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import torch.distributed as dist
@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from engine.errors import TrainingError
-from util.distributed import DistributedContext
+from util.distributed import DistributedContext, gather_from_ranks
 
 logger = logging.getLogger(__name__)
 
@@ -73,15 +73,6 @@ def wrap_for_training(model: nn.Module, trainables: Sequence[nn.Parameter], cont
     # has_image too (engine/data_source.py keeps them on the CPU so that the step never waits for
     # the device). The module sits on one device, where the batch already is.
     return DistributedDataParallel(module, device_ids=None, init_sync=False, **_NO_BUFFER_SYNC)
-
-
-def gather_from_ranks(value: Any, context: DistributedContext) -> list[Any]:
-    """`value` of every rank, in rank order (on every rank); host objects, through the CPU group."""
-    if not context.distributed:
-        return [value]
-    gathered: list[Any] = [None] * context.world_size
-    dist.all_gather_object(gathered, value, group=context.cpu_group)
-    return gathered
 
 
 @torch.no_grad()

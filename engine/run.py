@@ -28,8 +28,9 @@ from engine.optimizer import build_optimizer
 from engine.parallel import broadcast_trainables, check_trainables_agree, wrap_for_training
 from engine.precision import grad_scaler
 from engine.resume import check_resumable, resume_path
-from engine.settings import RunSettings, derive_settings, requested_device
-from engine.train_loop import LoopSettings, Position, Trainer, steps_in_epoch
+from engine.settings import RunSettings, derive_settings, existing_file, requested_device
+from engine.train_loop import LoopSettings, Position, Trainer, batches_in_steps, steps_in_epoch
+from model.adapter import ImageBindLLM
 from model.base_record import describe_base
 from util.checkpoint import read_checkpoint
 from util.distributed import DistributedContext, any_rank, init_distributed, shutdown_distributed
@@ -81,18 +82,7 @@ class _Run:
                     settings.effective_batch_size, settings.lr)
         checkpoint_path = resume_path(args.resume, settings.output_dir)
         checkpoint = read_checkpoint(checkpoint_path) if checkpoint_path is not None else None
-        # Resuming, the run's own checkpoint holds every adapter tensor; else fine-tuning starts from
-        # the pre-training checkpoint, pre-training from scratch.
-        source = resolve_model_source(settings, args.llama_type, checkpoint_path or self._pretrained_path())
-        record = RunRecord(settings.phase, source.params, source.llama_type, source.imagebind_args,
-                           file_sha256(args.data_config), context.world_size,
-                           base=describe_base(settings.llama_dir, source.llama_type))
-        if checkpoint is not None:
-            check_resumable(checkpoint, checkpoint_path, args, record)
-            logger.info("resuming from %s", checkpoint_path)
-
-        seed_everything(args.seed)  # the same on every rank: a fresh adapter starts the same everywhere
-        self.model = build_model(settings, source)
+        self.model, record = self._build_model(checkpoint_path, checkpoint)
         prepare_for_training(self.model, SpeedSettings(args.compile, args.activation_checkpointing, args.pad_to_multiple))
         named_trainables = list(self.model.trainable_parameters().items())
         self.trainables = [param for _, param in named_trainables]
@@ -113,8 +103,31 @@ class _Run:
                 position = restore_training_state(checkpoint, optimizer, scaler, self.data.train_sampler,
                                                   self.trainer.stats, context)
                 restore_rng(checkpoint, context)
-                del checkpoint  # gigabytes of optimizer state at 7B, now copied into the optimizer
+                # The optimizer holds its own copy of the state on a GPU; the file's memory map would
+                # keep its disk space taken after the next save replaces it.
+                del checkpoint
             self._epochs(position)
+
+    def _build_model(self, checkpoint_path: Path | None, checkpoint: dict | None) -> tuple[ImageBindLLM, RunRecord]:
+        """The model, its adapter tensors loaded, and the run's record; a resume that belongs to another
+        run is refused before anything large is loaded.
+
+        The adapter tensors come from the run's own checkpoint when resuming, else (fine-tuning) from
+        the pre-training checkpoint; pre-training from scratch has none. model/weights.py maps that
+        file a second time (only its small index is read again) and copies its tensors into the
+        model. The map goes with `source` on return: kept, it would hold the disk space of a
+        checkpoint-last.pth that a later save replaces for the rest of the run.
+        """
+        args, settings = self.args, self.settings
+        source = resolve_model_source(settings, args.llama_type, checkpoint_path or self._pretrained_path())
+        record = RunRecord(settings.phase, source.params, source.llama_type, source.imagebind_args,
+                           file_sha256(args.data_config), self.context.world_size,
+                           base=describe_base(settings.llama_dir, source.llama_type))
+        if checkpoint is not None:
+            check_resumable(checkpoint, checkpoint_path, args, record)
+            logger.info("resuming from %s", checkpoint_path)
+        seed_everything(args.seed)  # the same on every rank: a fresh adapter starts the same everywhere
+        return build_model(settings, source), record
 
     def _build_data(self) -> DataParts:
         # The tokenizer the model was built with (model/ decides where a LLaMA folder keeps it).
@@ -127,11 +140,8 @@ class _Run:
     def _pretrained_path(self) -> Path | None:
         if self.settings.phase != "finetune":
             return None
-        path = Path(self.args.pretrained_path).expanduser()
-        if not path.is_file():
-            raise SetupError(f"--pretrained_path {path}: no such file (a pre-training checkpoint: 7B-pretrained.pth "
-                             "or a checkpoint-*.pth of a pre-training run)")
-        return path
+        return existing_file(self.args.pretrained_path, "--pretrained_path",
+                             "a pre-training checkpoint: 7B-pretrained.pth or a checkpoint-*.pth of a pre-training run")
 
     def _loop_settings(self) -> LoopSettings:
         args = self.args
@@ -164,7 +174,7 @@ class _Run:
         logger.info("training done: %d epochs, %d optimizer steps", args.epochs, position.global_step)
 
     def _check_start(self, position: Position, batches: int) -> None:
-        expected = min(position.step_in_epoch * self.args.accum_iter, batches)
+        expected = batches_in_steps(position.step_in_epoch, batches, self.args.accum_iter)
         if self.data.train_sampler.start_batch != expected:
             raise TrainingError(
                 f"the batch sampler resumes epoch {position.epoch} after {self.data.train_sampler.start_batch} "
@@ -193,7 +203,8 @@ class _Run:
         self.trainer.verify_finite(position)  # never save state computed from a non-finite loss
         batches = len(self.data.train_sampler)
         # Step 0 is an epoch's end: the sampler still stands in the finished epoch, all its batches done.
-        batches_done = batches if position.step_in_epoch == 0 else min(position.step_in_epoch * self.args.accum_iter, batches)
+        batches_done = (batches if position.step_in_epoch == 0
+                        else batches_in_steps(position.step_in_epoch, batches, self.args.accum_iter))
         self.checkpointer.save(position, batches_done, epoch_file)
 
     def _log_stop(self, position: Position) -> None:

@@ -20,7 +20,7 @@ import yaml
 from engine.errors import SetupError
 from engine.precision import check_precision, default_precision
 from util.distributed import DistributedContext
-from util.lr_schedule import absolute_lr, learning_rate
+from util.lr_schedule import absolute_lr, check_schedule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGEBIND_ENV = "IMAGEBIND_PATH"
@@ -74,11 +74,14 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise SetupError(f"--start_epoch {args.start_epoch} must lie in [0, --epochs {args.epochs})")
     if not 0.0 <= args.max_bad_fraction <= 1.0:
         raise SetupError(f"--max_bad_fraction {args.max_bad_fraction} must lie between 0 and 1")
+    if args.weight_decay < 0:
+        raise SetupError(f"--weight_decay {args.weight_decay} must not be negative")
     if args.clip_grad is not None and args.clip_grad <= 0:
         raise SetupError(f"--clip_grad {args.clip_grad} must be positive (leave it out for no clipping)")
 
 
-def _existing_file(path: str | os.PathLike, flag: str, what: str) -> Path:
+def existing_file(path: str | os.PathLike, flag: str, what: str) -> Path:
+    """`path` as a Path; a SetupError naming `flag` and saying what the file is when there is none."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise SetupError(f"{flag} {path}: no such file ({what})")
@@ -102,7 +105,7 @@ def read_imagebind_config(path: str | os.PathLike | None) -> dict[str, Any] | No
     """The ImageBindModel keyword arguments in a YAML or JSON file (None: no file given)."""
     if path is None:
         return None
-    path = _existing_file(path, "--imagebind_config", "a YAML or JSON file of ImageBindModel arguments")
+    path = existing_file(path, "--imagebind_config", "a YAML or JSON file of ImageBindModel arguments")
     try:
         with open(path, encoding="utf-8") as f:
             config = yaml.safe_load(f)
@@ -124,15 +127,15 @@ def derive_settings(args: argparse.Namespace, phase: str, context: DistributedCo
     """Check the flags and the files they name; resolve defaults that depend on the machine."""
     check_numbers(args)
     llama_dir = _llama_dir(args)
-    _existing_file(args.data_config, "--data_config", "the YAML data config")
+    existing_file(args.data_config, "--data_config", "the YAML data config")
     if args.val_data_config is not None:
-        _existing_file(args.val_data_config, "--val_data_config", "the YAML data config of held-out data")
+        existing_file(args.val_data_config, "--val_data_config", "the YAML data config of held-out data")
     precision = check_precision(args.precision or default_precision(context.device), context.device)
     effective_batch_size = args.batch_size * args.accum_iter * context.world_size
-    lr = args.lr if args.lr is not None else absolute_lr(args.blr, effective_batch_size)
     try:
-        learning_rate(0.0, lr, args.min_lr, args.warmup_epochs, args.epochs)  # checks the schedule's flags
-    except ValueError as error:
+        lr = args.lr if args.lr is not None else absolute_lr(args.blr, effective_batch_size)
+        check_schedule(lr, args.min_lr, args.warmup_epochs, args.epochs)
+    except ValueError as error:  # the message names the flag
         raise SetupError(str(error)) from error
     output_dir = Path(args.output_dir).expanduser()
     return RunSettings(

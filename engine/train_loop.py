@@ -32,7 +32,7 @@ from engine.data_source import BadFractionCheck, batch_to_device
 from engine.errors import NonFiniteLossError, TrainingError
 from engine.precision import autocast
 from engine.running_stats import RunningStats
-from util.distributed import DistributedContext, all_reduce_mean, all_reduce_sum_counts, any_rank
+from util.distributed import DistributedContext, all_reduce_mean, all_reduce_sum_counts, any_rank, gather_from_ranks
 from util.lr_schedule import learning_rate, set_learning_rate
 from util.metric_writers import TensorBoardWriter
 from util.metrics import ProgressReporter
@@ -80,6 +80,11 @@ class LoopSettings:
 def steps_in_epoch(batches: int, accum_iter: int) -> int:
     """Optimizer steps over `batches` micro-batches; the last step takes what is left."""
     return math.ceil(batches / accum_iter)
+
+
+def batches_in_steps(steps: int, batches: int, accum_iter: int) -> int:
+    """Micro-batches that the first `steps` optimizer steps of an epoch of `batches` take."""
+    return min(steps * accum_iter, batches)
 
 
 def _epoch_1000x(position: Position, steps_per_epoch: int) -> int:
@@ -164,7 +169,8 @@ class Trainer:
             with self._gradient_sync(last_micro_batch=micro == micro_batches - 1):
                 with autocast(self.context.device, self.settings.precision):
                     loss = self.module(tokens, labels, images, has_image)
-                # Each micro-batch's mean loss weighs 1 / micro_batches, as in the reference.
+                # Each micro-batch's mean loss weighs 1 / micro_batches: 1 / accum_iter as in the
+                # reference, except in an epoch's shorter last step.
                 self.scaler.scale(loss / micro_batches).backward()
             if tokens.shape[0] > 0:
                 loss_sum = loss_sum + loss.detach()
@@ -219,9 +225,7 @@ class Trainer:
     def _raise_if_non_finite(self, first_bad: int | None) -> None:
         if not any_rank(first_bad is not None, self.context):
             return
-        # Each rank contributes its first bad step as a key; the smallest over ranks is the first.
-        reported = all_reduce_sum_counts({str(first_bad): 1} if first_bad is not None else {}, self.context)
-        step = min(int(key) for key in reported)
+        step = min(bad for bad in gather_from_ranks(first_bad, self.context) if bad is not None)
         raise NonFiniteLossError(
             f"the loss is not finite at optimizer step {step} of the run (epoch {self._epoch}, step "
             f"{step - self._epoch_first_global_step} of the epoch); {_NOT_SAVED}"

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from engine.errors import NonFiniteLossError, TrainingError
 from engine.evaluate import validation_loss
-from engine.parallel import TrainingModule, check_trainables_agree
+from engine.parallel import TrainingModule, broadcast_trainables, check_trainables_agree
 from engine.running_stats import RunningStats
 from engine.train_loop import Position, Trainer
 from test_engine_fakes import ToyModel, empty_batch, make_trainer, toy_batch
@@ -228,7 +228,6 @@ def _ddp_worker(rank: int, port: int, results: dict) -> None:
         torch.manual_seed(rank)  # different adapters at first: the broadcast must make them equal
         model = ToyModel(seed=rank)
         context = DistributedContext(rank=rank, world_size=2, distributed=True)
-        from engine.parallel import broadcast_trainables
         broadcast_trainables(list(model.trainable_parameters().values()), context)
         trainer = make_trainer(model, accum_iter=2, epochs=1, context=context)
         reductions = []

@@ -11,6 +11,7 @@ Layout of an output folder:
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
@@ -157,19 +158,21 @@ def prune_checkpoints(output_dir: str | Path, keep_last: int | None, protect: st
     return deleted
 
 
-def read_checkpoint(path: str | Path, weights_only: bool = True) -> dict[str, Any]:
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint file onto the CPU, with a message that says what is wrong when it cannot.
 
     The file is memory-mapped: a tensor is read from disk when it is used (a 7B pre-training
     checkpoint with its optimizer state is about 7 GB, and every rank reads it when resuming).
-    `weights_only=True` (the safe default) accepts tensors and plain Python containers and numbers;
-    a file holding other objects (an argparse.Namespace) needs `weights_only=False`, for files you trust.
+    Only tensors, plain Python containers and numbers load (torch's weights_only), and the
+    argparse.Namespace that the reference's checkpoints keep under 'args', so that such a file
+    loads and the caller can say what it is rather than call it unreadable.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; check --resume or the output folder")
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:
         raise RuntimeError(
             f"cannot read checkpoint {path} ({type(error).__name__}: {error}); "

@@ -24,7 +24,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.distributed as dist
@@ -249,18 +249,23 @@ def all_reduce_mean(values: Mapping[str, float], context: DistributedContext) ->
     return {name: total / context.world_size for name, total in zip(names, packed.tolist())}
 
 
+def gather_from_ranks(value: Any, context: DistributedContext) -> list[Any]:
+    """`value` (any picklable host object) of every rank, in rank order, on every rank."""
+    if not context.distributed:
+        return [value]
+    gathered: list[Any] = [None] * context.world_size
+    dist.all_gather_object(gathered, value, group=context.cpu_group)
+    return gathered
+
+
 def all_reduce_sum_counts(counts: Mapping[str, int], context: DistributedContext) -> dict[str, int]:
     """The sum of each count over all ranks; a key missing on some ranks counts 0 there.
 
     Ranks may see different keys (say, reasons for dropping a bad sample), so the dictionaries
     themselves are gathered, not a tensor of agreed length.
     """
-    if not context.distributed:
-        return dict(counts)
-    gathered: list[dict[str, int] | None] = [None] * context.world_size
-    dist.all_gather_object(gathered, dict(counts), group=context.cpu_group)
     total: Counter[str] = Counter()
-    for rank_counts in gathered:
+    for rank_counts in gather_from_ranks(dict(counts), context):
         total.update(rank_counts)
     return dict(total)
 

@@ -16,7 +16,8 @@ import torch
 REFERENCE_BATCH_SIZE = 256
 
 
-def _check_schedule(base_lr: float, min_lr: float, warmup_epochs: float, total_epochs: float) -> None:
+def check_schedule(base_lr: float, min_lr: float, warmup_epochs: float, total_epochs: float) -> None:
+    """Raise ValueError, naming the flag, when the schedule's settings cannot work together."""
     if base_lr < 0 or min_lr < 0:
         raise ValueError(f"learning rates must not be negative: --lr {base_lr}, --min_lr {min_lr}")
     if min_lr > base_lr:
@@ -32,7 +33,7 @@ def learning_rate(epoch: float, base_lr: float, min_lr: float, warmup_epochs: fl
 
     Past `total_epochs` the rate stays at `min_lr` (the cosine would climb back up).
     """
-    _check_schedule(base_lr, min_lr, warmup_epochs, total_epochs)
+    check_schedule(base_lr, min_lr, warmup_epochs, total_epochs)
     if epoch < 0:
         raise ValueError(f"epoch {epoch} must not be negative")
     if epoch < warmup_epochs:

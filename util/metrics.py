@@ -137,7 +137,7 @@ class ProgressReporter:
         return line
 
     def epoch_averages(self) -> dict[str, float]:
-        """Each metric's mean over the epoch so far: the stats the engine returns and logs."""
+        """Each metric's mean over the values given this epoch (since `start_epoch`)."""
         return {name: meter.global_average for name, meter in self.meters.items()}
 
     def _format_line(self, step: int) -> str:
