@@ -36,13 +36,12 @@ from torch.utils._pytree import tree_flatten
 if __package__ in (None, ""):  # run as a file, bench/memory_estimate.py: import the project from its root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.random_model import model_shape  # noqa: E402
+from bench.random_model import meta_model  # noqa: E402
 from bench.workload import WORKLOADS  # noqa: E402
 from engine.arguments import PHASES  # noqa: E402
 from engine.model_setup import SpeedSettings, prepare_for_training  # noqa: E402
 from engine.optimizer import build_optimizer  # noqa: E402
-from model.adapter import ImageBindLLM, masked_answer_loss  # noqa: E402
-from model.imagebind import ModalityType  # noqa: E402
+from model.adapter import masked_answer_loss  # noqa: E402
 from model.imagebind_preprocessors import IMAGE_SIZE  # noqa: E402
 
 GIB = 2**30
@@ -89,17 +88,15 @@ def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
 def estimate_peak_memory(phase: str, batch_size: int, seq_len: int, activation_checkpointing: bool,
                          tiny: bool = False) -> dict:
     """The estimate (see the module docstring), in GiB: static, the step's peak above it, and their sum."""
-    llama_args, imagebind_args = model_shape(tiny)
-    with torch.device("meta"):  # built on meta first: construction reads a few numbers back
-        model = ImageBindLLM(llama_args, phase, imagebind_args, frozen_dtype=torch.bfloat16)
-    model.image_bind.keep_modalities([ModalityType.VISION])
+    model = meta_model(phase, tiny, torch.bfloat16)  # built on meta first: construction reads a few numbers back
+    vocab_size = model.llama.args.vocab_size
     static = tensor_bytes(model.parameters()) + tensor_bytes(model.buffers())
     with FakeTensorMode(allow_non_fake_inputs=True):
         model.to_empty(device="cpu")
         prepare_for_training(model, SpeedSettings(activation_checkpointing=activation_checkpointing))
         model.train()
         optimizer = build_optimizer(list(model.trainable_parameters().items()), 1e-4, 0.05, torch.device("cpu"))
-        tokens = torch.randint(3, llama_args.vocab_size, (batch_size, seq_len))
+        tokens = torch.randint(3, vocab_size, (batch_size, seq_len))
         images = torch.randn(batch_size, 3, IMAGE_SIZE, IMAGE_SIZE)
         counter = LiveStorageBytes([*model.parameters(), *model.buffers(), tokens, images])
         with counter:

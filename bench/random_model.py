@@ -42,13 +42,20 @@ def model_shape(tiny: bool) -> tuple[ModelArgs, dict[str, Any] | None]:
     return ModelArgs.from_params(LLAMA_7B_PARAMS, vocab_size=LLAMA_VOCAB_SIZE), None
 
 
-def build_random_model(phase: str, tiny: bool, device: torch.device, frozen_dtype: torch.dtype,
-                       seed: int) -> ImageBindLLM:
-    """The model of `phase` on `device` with random weights (see the module docstring)."""
+def meta_model(phase: str, tiny: bool, frozen_dtype: torch.dtype) -> ImageBindLLM:
+    """The model of `phase` on the meta device (shapes and dtypes, no storage), ImageBind's vision
+    branch only: dropped before allocating, the other branches never exist."""
     llama_args, imagebind_args = model_shape(tiny)
     with torch.device("meta"):
         model = ImageBindLLM(llama_args, phase, imagebind_args, frozen_dtype=frozen_dtype)
-    model.image_bind.keep_modalities([ModalityType.VISION])  # before allocating: the rest never exists
+    model.image_bind.keep_modalities([ModalityType.VISION])
+    return model
+
+
+def build_random_model(phase: str, tiny: bool, device: torch.device, frozen_dtype: torch.dtype,
+                       seed: int) -> ImageBindLLM:
+    """The model of `phase` on `device` with random weights (see the module docstring)."""
+    model = meta_model(phase, tiny, frozen_dtype)
     model.to_empty(device=device)  # the rotary tables are recomputed by Transformer._apply
     randomise_(model, seed)
     model.forget_cached_embeddings()

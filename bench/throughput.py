@@ -51,6 +51,7 @@ if __package__ in (None, ""):  # run as a file, bench/throughput.py: import the 
 from bench.flops import H100_BF16_FLOPS, llama_flops_per_token, model_flop_utilisation, vision_flops_per_image  # noqa: E402
 from bench.random_model import build_random_model  # noqa: E402
 from bench.workload import WORKLOADS, Workload, batch_collator, timed_samples, warmup_batches  # noqa: E402
+from data.collate import PAD_ID  # noqa: E402
 from engine.arguments import PHASES, PRECISION_CHOICES  # noqa: E402
 from engine.data_source import BATCH_TENSORS, batch_to_device, epoch_loader  # noqa: E402
 from engine.model_setup import SpeedSettings, prepare_for_training  # noqa: E402
@@ -133,7 +134,7 @@ class TimedBatches:
 
     def _count(self, batch: dict) -> dict:
         self.samples += batch["tokens"].shape[0]
-        self.non_pad_tokens += int((batch["tokens"] != 0).sum())  # host tensors: no device read
+        self.non_pad_tokens += int((batch["tokens"] != PAD_ID).sum())  # host tensors: no device read
         self.images += int(batch["has_image"].sum())
         return batch
 

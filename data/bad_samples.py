@@ -26,11 +26,6 @@ NO_ANSWER = "no_answer"  # no answer to train on: empty output, conversation wit
 BAD_CONVERSATION = "bad_conversation"  # turns not alternating human/gpt, or an unknown role
 MALFORMED_ROW = "malformed_row"  # a table row with too many fields (dropped while indexing)
 
-REASONS = (
-    MISSING_IMAGE, UNREADABLE_IMAGE, MISSING_FIELD, NON_STRING_TEXT, EMPTY_TEXT, NO_ANSWER,
-    BAD_CONVERSATION, MALFORMED_ROW,
-)
-
 ON_BAD_SAMPLE_CHOICES = ("skip", "error")
 
 

@@ -35,6 +35,7 @@ from model.tokenizer import CAPTION_INSTRUCTION, format_prompt
 IMAGE_TOKEN = "<image>"
 HUMAN_ROLES = ("human", "user")
 ASSISTANT_ROLES = ("gpt", "assistant")
+_TEMPLATE_BYTES = len(format_prompt("").encode("utf-8"))  # what the Alpaca template adds to each exchange
 
 
 @dataclass(frozen=True)
@@ -173,4 +174,4 @@ def record_text_bytes(record: Any, turns: str = "all") -> int:
         texts = [record.get("instruction"), record.get("input"), record.get("output")]
         exchanges = 1
     text_bytes = sum(len(text.encode("utf-8")) for text in texts if isinstance(text, str))
-    return text_bytes + exchanges * len(format_prompt(""))
+    return text_bytes + exchanges * _TEMPLATE_BYTES

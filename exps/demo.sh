@@ -17,7 +17,7 @@
 # (assets/, pretrain/, finetune/, summary.*) and nothing else. It refuses a folder that holds
 # other files and was not made by the demo.
 set -euo pipefail
-repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+repo_root="$(CDPATH= cd -- "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"  # CDPATH=: an exported CDPATH would mislead cd
 output_dir="${1:-./demo_output}"
 marker=".imagebind_llm_demo"
 started=$SECONDS
@@ -27,7 +27,7 @@ if [ -d "$output_dir" ] && [ ! -e "$output_dir/$marker" ] && [ -n "$(ls -A "$out
     exit 1
 fi
 mkdir -p "$output_dir"
-output_dir="$(cd "$output_dir" && pwd)"
+output_dir="$(CDPATH= cd -- "$output_dir" && pwd)"
 touch "$output_dir/$marker"
 rm -rf "$output_dir/assets" "$output_dir/pretrain" "$output_dir/finetune" \
     "$output_dir/summary.json" "$output_dir/summary.txt"

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-import yaml
-from PIL import Image
 
 import model
+from data.images import load_image
 from data.transforms import eval_transform
+from engine.settings import read_imagebind_config
 from exps.tiny_assets import (COLOUR_QUESTION, COLOURS, SHAPE_QUESTION, SHAPES, Picture, TinyAssets, alpaca_records,
                                read_tiny_assets)
 from model.tokenizer import CAPTION_INSTRUCTION, format_prompt
@@ -88,7 +88,7 @@ def first_and_last(records: list[dict], keys: Sequence[str]) -> dict:
 def load_pixels(pictures: Sequence[Picture]) -> torch.Tensor:
     """[N, 3, 224, 224]: the pictures as inference sees them (data.transforms.eval_transform)."""
     transform = eval_transform()
-    return torch.stack([transform(Image.open(picture.path).convert("RGB")) for picture in pictures])
+    return torch.stack([load_image(picture.path, transform) for picture in pictures])
 
 
 def ask_about_pictures(llm: model.ImageBindLLM, pictures: Sequence[Picture], pixels: torch.Tensor, instruction: str,
@@ -119,7 +119,8 @@ def untrained_model(assets: TinyAssets) -> model.ImageBindLLM:
 
 
 def imagebind_args(assets: TinyAssets) -> dict:
-    return yaml.safe_load(assets.imagebind_config.read_text(encoding="utf-8"))
+    """The tiny ImageBind's arguments, read as the launchers read --imagebind_config."""
+    return read_imagebind_config(assets.imagebind_config)
 
 
 # -- the evidence ----------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ _imagebind_llm_finetune() {
         --blr 1e-3 --weight_decay 0.02 "$@"
 }
 
-# `&&` keeps a caller's `set -e` from closing their shell when training fails.
+# Inside `if`, a failure does not trip a caller's `set -e` before the clean-up below; the status then
+# goes back to the caller, whose `set -e` (if any) treats it as any failed command's.
 if source "$(dirname "${BASH_SOURCE[0]}")/launch.sh" && _imagebind_llm_finetune "$@"; then
     _imagebind_llm_status=0
 else

@@ -8,15 +8,16 @@ _imagebind_llm_launch() {
     # Usage: _imagebind_llm_launch ENTRY_POINT OUTPUT_DIR [ARGS FOR THE ENTRY POINT ...]
     local entry="$1" output_dir="$2"
     shift 2
+    # `CDPATH= cd`: the caller's CDPATH would send a relative cd elsewhere and make it print the folder.
     local repo_root
-    repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || return 1
+    repo_root="$(CDPATH= cd -- "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || return 1
     local python="${PYTHON:-python3}"
     if ! command -v "$python" >/dev/null 2>&1; then
         echo "launcher: '$python' not found; activate the environment (bash exps/setup_venv.sh makes .venv) or set PYTHON" >&2
         return 1
     fi
     mkdir -p "$output_dir" || { echo "launcher: cannot create the output folder $output_dir" >&2; return 1; }
-    output_dir="$(cd "$output_dir" && pwd)"
+    output_dir="$(CDPATH= cd -- "$output_dir" && pwd)"
 
     local nproc="${NPROC_PER_NODE:-}"
     if [ -z "$nproc" ]; then
@@ -56,7 +57,7 @@ _imagebind_llm_launch() {
     # subshell keeps it out of the caller's job table.
     local pid
     pid="$({ nohup setsid "${command[@]}" >> "$log_file" 2>&1 < /dev/null & echo $!; })" || return 1
-    echo "$pid" > "$output_dir/launcher.pid"
+    echo "$pid" >| "$output_dir/launcher.pid"  # >|: a relaunch overwrites it even under the caller's noclobber
     echo "Started $entry in the background (process $pid)."
     echo "Log:    $log_file"
     echo "Follow: tail -f '$log_file'"

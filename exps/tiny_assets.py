@@ -43,14 +43,16 @@ from PIL import Image, ImageDraw
 
 from exps.tiny_language_model import train_language_model
 from model.imagebind import ImageBindModel
+from model.llama import ModelArgs
+from model.meta_folder import write_llama_folder
 from model.tokenizer import CAPTION_INSTRUCTION, format_prompt, train_tokenizer
-from model.weights import write_llama_folder
 from util.log import init_logger
 
 logger = logging.getLogger(__name__)
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30)}
 SHAPES = ("circle", "square", "triangle")
+COMBINATIONS = [(colour, shape) for colour in COLOURS for shape in SHAPES]  # every picture kind, in a fixed order
 PICTURE_SIZE = 64
 BACKGROUND = (235, 235, 235)  # light grey
 # The shape's radius as a fraction of the picture's side. A random ImageBind's embedding tells
@@ -81,6 +83,15 @@ TINY_IMAGEBIND_ARGS = {
 }
 
 
+def caption_of(colour: str, shape: str) -> str:
+    return f"a {colour} {shape}"
+
+
+def answers_of(colour: str, shape: str) -> tuple[str, str]:
+    """The right answers to COLOUR_QUESTION and SHAPE_QUESTION."""
+    return f"It is {colour}.", f"A {shape}."
+
+
 @dataclass(frozen=True)
 class Picture:
     """One generated picture and what it shows."""
@@ -91,12 +102,12 @@ class Picture:
 
     @property
     def caption(self) -> str:
-        return f"a {self.colour} {self.shape}"
+        return caption_of(self.colour, self.shape)
 
     @property
     def questions_and_answers(self) -> tuple[tuple[str, str], ...]:
         """The instruction data's questions about this picture, with their right answers."""
-        return (COLOUR_QUESTION, f"It is {self.colour}."), (SHAPE_QUESTION, f"A {self.shape}.")
+        return tuple(zip((COLOUR_QUESTION, SHAPE_QUESTION), answers_of(self.colour, self.shape)))
 
 
 @dataclass(frozen=True)
@@ -155,10 +166,9 @@ def write_pictures(folder: Path, count: int, seed: int, prefix: str) -> tuple[Pi
     """`count` PNG pictures; colours and shapes cycle through every combination before repeating."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    combinations = [(colour, shape) for colour in COLOURS for shape in SHAPES]
     pictures = []
     for index in range(count):
-        colour, shape = combinations[index % len(combinations)]
+        colour, shape = COMBINATIONS[index % len(COMBINATIONS)]
         path = folder / f"{prefix}_{index:03d}.png"
         draw_shape(colour, shape, rng).save(path)
         pictures.append(Picture(path, colour, shape))
@@ -225,29 +235,23 @@ def write_data_config(path: Path, entries: list[str | dict]) -> Path:
 def tokenizer_texts() -> list[str]:
     """Everything the tiny runs tokenize, so that their encodings are short."""
     texts = [format_prompt(CAPTION_INSTRUCTION)]
-    texts += [f"a {colour} {shape}" for colour in COLOURS for shape in SHAPES]
+    texts += [caption_of(*kind) for kind in COMBINATIONS]
     texts += [format_prompt(q, i) + " " + a for q, i, a in _TEXT_ONLY]
     texts += [format_prompt(COLOUR_QUESTION), format_prompt(SHAPE_QUESTION)]
-    texts += [f"It is {colour}. A {shape}." for colour in COLOURS for shape in SHAPES]
+    texts += [" ".join(answers_of(*kind)) for kind in COMBINATIONS]
     return texts * 10
-
-
-def _ffn_hidden_dim(params: dict) -> int:
-    """Meta's SwiGLU width: 2/3 of 4 x dim (times ffn_dim_multiplier), rounded up to multiple_of."""
-    hidden = int(2 * 4 * params["dim"] / 3)
-    if params.get("ffn_dim_multiplier") is not None:
-        hidden = int(params["ffn_dim_multiplier"] * hidden)
-    return params["multiple_of"] * math.ceil(hidden / params["multiple_of"])
 
 
 def meta_llama_state_dict(params: dict, vocab_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Random float32 weights with the names and shapes of Meta's consolidated.00.pth for `params`.
 
     Matrices ~ N(0, 1/fan_in) so that activations keep their scale through the layers; norms are 1.
+    The names are listed here, in a fixed order, so that the draws (and the demo's files) do not
+    depend on the order in which model/llama.py registers its modules.
     """
-    dim, heads = params["dim"], params["n_heads"]
-    kv_dim = params.get("n_kv_heads", heads) * (dim // heads)
-    hidden = _ffn_hidden_dim(params)
+    args = ModelArgs.from_params(params, vocab_size=vocab_size)
+    dim, hidden = args.dim, args.ffn_hidden_dim
+    kv_dim = args.kv_heads * args.head_dim
 
     def matrix(rows: int, cols: int) -> torch.Tensor:
         return torch.randn(rows, cols, generator=generator) / math.sqrt(cols)
@@ -275,9 +279,8 @@ def language_model_texts() -> list[str]:
     """What a language-model base reads before it is frozen (see exps/tiny_language_model.py): the
     caption prompt with each caption, and the instruction data's answers as plain sentences. No
     instruction is ever followed by its answer: following instructions is fine-tuning's to teach."""
-    captions = [f"a {colour} {shape}" for colour in COLOURS for shape in SHAPES]
-    texts = [format_prompt(CAPTION_INSTRUCTION) + caption for caption in captions]
-    texts += [f"It is {colour}. A {shape}." for colour in COLOURS for shape in SHAPES]
+    texts = [format_prompt(CAPTION_INSTRUCTION) + caption_of(*kind) for kind in COMBINATIONS]
+    texts += [" ".join(answers_of(*kind)) for kind in COMBINATIONS]
     texts += [answer for _, _, answer in _TEXT_ONLY]
     return texts
 

@@ -18,12 +18,11 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from data.collate import PAD_ID  # the project's padding id; no loss there
 from model.llama import ModelArgs, Transformer
 from model.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
-
-PAD_ID = 0  # the project's padding id (LLaMA's unk, which byte fallback never produces); no loss there
 
 
 def token_batch(tokenizer: Tokenizer, texts: Sequence[str]) -> torch.Tensor:

@@ -4,7 +4,6 @@ import functools
 from pathlib import Path
 
 import pytest
-import torch
 from torch.utils.data import DataLoader
 
 from data.bad_samples import BadSampleError, TooManyBadSamplesError, check_bad_fraction
