@@ -77,6 +77,22 @@ def test_progress_lines_on_schedule_with_the_right_values(caplog):
     assert reporter.epoch_averages() == pytest.approx({"loss": 5.5, "lr": 4.5e-4, "grad_norm": 2.0})
 
 
+def test_a_metric_given_only_on_line_steps_weighs_the_steps_it_covers():
+    # As the engine does: the loss is read on the steps that print, as its mean since the last line.
+    clock = FakeClock()
+    reporter = ProgressReporter(steps_per_epoch=10, epochs=1, print_freq=4, window=1, clock=clock)
+    losses = [10.0 - step for step in range(10)]
+    last_line = -1
+    for step in range(10):
+        values = {"lr": 1e-4}
+        if reporter.should_report(step):
+            values["loss"] = sum(losses[last_line + 1:step + 1]) / (step - last_line)
+            last_line = step
+        line = reporter.step_done(step, samples=1, tokens=1, **values)
+    assert reporter.epoch_averages()["loss"] == pytest.approx(sum(losses) / 10)
+    assert line.startswith("epoch [1/1] step [10/10]  lr 1.000e-04  loss 1.5000 (5.5000)")
+
+
 def test_resuming_mid_epoch_times_only_the_steps_run_and_long_etas_read_in_days():
     clock = FakeClock()
     reporter = ProgressReporter(steps_per_epoch=1000, epochs=150, print_freq=100, clock=clock)

@@ -31,29 +31,33 @@ def _check_number(name: str, value: object) -> float:
 
 
 class SmoothedValue:
-    """A series of numbers: the latest, the mean of the last `window`, and the mean of all."""
+    """A series of numbers: the latest, the mean of the last `window`, and the mean of all.
+
+    Each number may stand for `n` of the series (a mean over n steps or samples): both means
+    weigh it n times.
+    """
 
     def __init__(self, window: int = 20):
         if window < 1:
             raise ValueError(f"window {window} must be at least 1")
-        self._recent: deque[float] = deque(maxlen=window)
+        self._recent: deque[tuple[float, int]] = deque(maxlen=window)
         self.total = 0.0
         self.count = 0
 
     def update(self, value: float, n: int = 1) -> None:
-        """Add `value`, weighted `n` times in the overall mean (e.g. a batch mean of n samples)."""
+        """Add `value`, a mean over `n` items (e.g. a batch mean of n samples)."""
         value = _check_number("value", value)
-        self._recent.append(value)
+        self._recent.append((value, n))
         self.total += value * n
         self.count += n
 
     @property
     def latest(self) -> float:
-        return self._recent[-1]
+        return self._recent[-1][0]
 
     @property
     def window_average(self) -> float:
-        return sum(self._recent) / len(self._recent)
+        return sum(value * n for value, n in self._recent) / sum(n for _, n in self._recent)
 
     @property
     def global_average(self) -> float:
@@ -101,6 +105,7 @@ class ProgressReporter:
         self.epoch = epoch
         self.first_step = first_step
         self.meters: dict[str, SmoothedValue] = {}
+        self._last_given: dict[str, int] = {}  # metric -> the step it was last given at
         now = self.clock()
         self._epoch_start = self._last_line = self._step_end = now
         self._steps_since_line = 0
@@ -119,11 +124,15 @@ class ProgressReporter:
         """Record a finished step (`step` counts from 0 within the epoch) and its metrics.
 
         `values` are named numbers such as loss=, lr=, grad_norm=; a metric may be left out on
-        steps where it was not read. Returns the progress line when one is logged, else None.
+        steps where it was not read, and is then given as its mean over the steps since it was
+        last given (the engine reads the loss only on the steps that print a line): the meters
+        weigh it by that many steps. Returns the progress line when one is logged, else None.
         """
         self._step_end = self.clock()
         for name, value in values.items():
-            self.meters.setdefault(name, SmoothedValue(self.window)).update(_check_number(name, value))
+            steps_covered = step - self._last_given.get(name, self.first_step - 1)
+            self._last_given[name] = step
+            self.meters.setdefault(name, SmoothedValue(self.window)).update(_check_number(name, value), steps_covered)
         self._steps_since_line += 1
         self._samples_since_line += samples
         self._tokens_since_line += tokens
