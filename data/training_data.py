@@ -47,6 +47,8 @@ class TrainingData:
     train_sampler: DistributedBatchSampler
     collate_fn: Callable[[list[Any]], dict]
     check_bad_fraction: Callable[..., None]
+    dropped_at_load: dict[str, int]
+    """Meta-file entries dropped while indexing, by reason (they never reach a batch)."""
     val_dataset: Dataset | None = None
     val_sampler: DistributedBatchSampler | None = None
 
@@ -70,11 +72,16 @@ def build_training_data(dataset_class: DatasetClass, args: argparse.Namespace, r
     point hands `functools.partial(build_training_data, its dataset class)` to the engine."""
     tokenizer = Tokenizer(request.tokenizer_path)
     train = _dataset(dataset_class, args.data_config, tokenizer, train_transform(), args)
+    # Rows dropped while indexing (malformed lines) never reach a batch: judge them here, against
+    # everything the meta files held, and let the engine log them with every epoch.
+    check_bad_fraction(train.load_skipped, len(train) + sum(train.load_skipped.values()), args.max_bad_fraction,
+                       min_seen=0)
     parts = TrainingData(
         train_dataset=train,
         train_sampler=_sampler(train, args, request, args.group_by_length, getattr(args, "split_epoch", 1)),
         collate_fn=functools.partial(collate_samples, pad_to_multiple=args.pad_to_multiple),
         check_bad_fraction=functools.partial(check_bad_fraction, max_fraction=args.max_bad_fraction),
+        dropped_at_load=dict(train.load_skipped),
     )
     if args.val_data_config is not None:
         parts.val_dataset = _dataset(dataset_class, args.val_data_config, tokenizer, eval_transform(), args)

@@ -52,6 +52,8 @@ class DataParts(Protocol):
     train_sampler: ResumableBatchSampler
     collate_fn: Callable[[list[Any]], dict]
     check_bad_fraction: BadFractionCheck
+    dropped_at_load: dict[str, int]
+    """Meta-file entries dropped while the training data was indexed, by reason; logged every epoch."""
     val_dataset: Dataset | None
     val_sampler: ResumableBatchSampler | None
 

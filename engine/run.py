@@ -122,7 +122,7 @@ class _Run:
         source = resolve_model_source(settings, args.llama_type, checkpoint_path or self._pretrained_path())
         record = RunRecord(settings.phase, source.params, source.llama_type, source.imagebind_args,
                            file_sha256(args.data_config), self.context.world_size,
-                           base=describe_base(settings.llama_dir, source.llama_type))
+                           base=describe_base(settings.llama_dir, source.llama_type), precision=settings.precision)
         if checkpoint is not None:
             check_resumable(checkpoint, checkpoint_path, args, record)
             logger.info("resuming from %s", checkpoint_path)
@@ -218,6 +218,8 @@ class _Run:
         record = {"epoch": epoch, "global_step": position.global_step,
                   **{f"train_{key}": value for key, value in stats.items() if key != "bad_samples"},
                   "bad_samples": stats["bad_samples"], "epoch_seconds": round(seconds, 3)}
+        if self.data.dropped_at_load:
+            record["bad_rows_dropped_at_load"] = self.data.dropped_at_load
         if self.data.val_dataset is not None:
             record["val_loss"] = self._validation_loss()
         if self.context.is_main:
