@@ -65,6 +65,8 @@ class RunRecord:
     world_size: int
     base: dict[str, Any] | None = None
     """The LLaMA trained on: model.base_record.describe_base (llama_type, params.json, fingerprint)."""
+    precision: str | None = None
+    """"bf16", "fp16" or "fp32": an unset --precision depends on the machine, so it is recorded."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,7 +3,7 @@
 `--resume auto` takes the output folder's newest checkpoint (none there: a fresh start), so that a
 relaunched job continues where it stopped. Continuing must not quietly mix two different runs:
 the saved flags and the saved record (phase, params.json, ImageBind arguments, the data config's
-contents, the number of processes) are compared with the new ones. A difference that changes
+contents, the number of processes, the precision, the LLaMA base) are compared with the new ones. A difference that changes
 what is computed refuses the resume with the list of differences (`--resume_force` continues
 anyway); harmless ones (engine/arguments.py's HARMLESS_ON_RESUME) are only listed in the log.
 """
@@ -72,7 +72,9 @@ def check_resumable(checkpoint: Mapping[str, Any], source: Path, args: argparse.
     # The base is compared by what it computes (the same weights in another layout are the same base);
     # checkpoints written before the base was recorded have none to compare.
     new_base, saved_base = new_record.pop("base"), checkpoint.get("base")
-    saved_record = {key: checkpoint.get(key) for key in new_record}
+    # An entry the record gained after the checkpoint was written has nothing saved to compare with.
+    new_record = {key: value for key, value in new_record.items() if key in checkpoint}
+    saved_record = {key: checkpoint[key] for key in new_record}
     blocking += [_RecordChange(change.name, change.saved, change.new)
                  for change in compare_args(saved_record, new_record, harmless=())[0]]
     if saved_base is not None:

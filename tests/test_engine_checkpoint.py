@@ -23,7 +23,7 @@ BATCHES_PER_EPOCH = 4
 EPOCHS = 2
 TOY_BASE = {"llama_type": "toy", "params": {"dim": 8, "n_layers": 1, "n_heads": 2}, "fingerprint": "0123456789abcdef"}
 RECORD = RunRecord(phase="pretrain", params={"dim": 8}, llama_type="toy", imagebind_args=None,
-                   data_config_sha256="0" * 64, world_size=1, base=TOY_BASE)
+                   data_config_sha256="0" * 64, world_size=1, base=TOY_BASE, precision="fp32")
 
 
 def toy_args(tmp_path, *extra: str) -> argparse.Namespace:
@@ -105,7 +105,7 @@ def test_a_checkpoint_holds_the_documented_entries_and_nothing_frozen(tmp_path):
     assert set(checkpoint) == {
         "format_version", "model", "optimizer", "scaler", "epoch", "step_in_epoch", "global_step", "sampler",
         "rng", "epoch_stats", "args", "phase", "params", "llama_type", "imagebind_args", "data_config_sha256",
-        "world_size", "base",
+        "world_size", "base", "precision",
     }
     assert checkpoint["base"] == TOY_BASE
     assert checkpoint["format_version"] == FORMAT_VERSION
@@ -170,6 +170,15 @@ def test_resume_refuses_another_llama_base_but_not_the_same_one_or_an_unrecorded
     check_resumable(saved_checkpoint(tmp_path), tmp_path / "c.pth", toy_args(tmp_path), RECORD)
     written_before_the_record = {**saved_checkpoint(tmp_path), "base": None}
     check_resumable(written_before_the_record, tmp_path / "c.pth", toy_args(tmp_path), other_base)
+
+
+def test_resume_refuses_another_precision_unless_the_checkpoint_predates_its_record(tmp_path):
+    # An unset --precision follows the machine: resuming a GPU run on the CPU would switch bf16 to fp32.
+    on_another_machine = RunRecord(**{**RECORD.as_dict(), "precision": "bf16"})
+    with pytest.raises(ResumeMismatchError, match="precision: 'fp32' -> 'bf16'"):
+        check_resumable(saved_checkpoint(tmp_path), tmp_path / "c.pth", toy_args(tmp_path), on_another_machine)
+    written_before_the_record = {key: value for key, value in saved_checkpoint(tmp_path).items() if key != "precision"}
+    check_resumable(written_before_the_record, tmp_path / "c.pth", toy_args(tmp_path), on_another_machine)
 
 
 def test_harmless_changes_are_only_logged_and_force_overrides(tmp_path, caplog):
