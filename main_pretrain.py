@@ -3,19 +3,24 @@
     python main_pretrain.py --llama_path LLAMA_DIR --data_config DATA.yaml --output_dir OUT [flags]
 
 Usually started through `. exps/pretrain.sh LLAMA_DIR DATA.yaml OUT`, which adds torchrun and the
-published recipe; `--help` lists every flag. The run itself lives in engine/.
+published recipe; `--help` lists every flag. The run itself lives in engine/, the data in data/.
 """
 
-import functools
 import sys
 
 from data.dataset import PretrainDataset
 from data.training_data import DATA_ERRORS, build_training_data
-from engine.entry import run_entry_point
+from engine.run import TrainingRun, exit_status, parse_flags
+
+PHASE = "pretrain"
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_entry_point("pretrain", functools.partial(build_training_data, PretrainDataset), argv, DATA_ERRORS)
+    args = parse_flags(PHASE, argv)
+    with exit_status(DATA_ERRORS) as status:
+        with TrainingRun(args, PHASE) as run:  # process group, logging, settings, model, optimizer, resume
+            run.train(build_training_data(PretrainDataset, run.data_request()))
+    return status.code
 
 
 if __name__ == "__main__":

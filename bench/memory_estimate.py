@@ -38,11 +38,11 @@ if __package__ in (None, ""):  # run as a file, bench/memory_estimate.py: import
 
 from bench.random_model import meta_model  # noqa: E402
 from bench.workload import WORKLOADS  # noqa: E402
-from engine.arguments import PHASES  # noqa: E402
 from engine.model_setup import SpeedSettings, prepare_for_training  # noqa: E402
 from engine.optimizer import build_optimizer  # noqa: E402
 from model.adapter import masked_answer_loss  # noqa: E402
-from model.imagebind_preprocessors import IMAGE_SIZE  # noqa: E402
+from model.layout import PHASES  # noqa: E402
+from model.tokenizer import IMAGE_SIZE  # noqa: E402
 
 GIB = 2**30
 STEPS = 2

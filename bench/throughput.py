@@ -5,7 +5,7 @@
 
 What runs is the engine's code: prepare_for_training (ImageBind's vision branch only, --compile,
 --activation_checkpointing), the TrainingModule, AdamW (fused on CUDA), a training run's precision
-and Trainer.train_one_epoch, on a model with random weights (bench/random_model.py) and batches
+and Trainer.train_epoch, on a model with random weights (bench/random_model.py) and batches
 made by data/'s collate function and batch sampler (bench/workload.py). A run has three parts:
 
 1. The loss check (--no_loss_check skips it), on the first warm-up batch: loss and gradient norm
@@ -51,15 +51,15 @@ if __package__ in (None, ""):  # run as a file, bench/throughput.py: import the 
 from bench.flops import H100_BF16_FLOPS, llama_flops_per_token, model_flop_utilisation, vision_flops_per_image  # noqa: E402
 from bench.random_model import build_random_model  # noqa: E402
 from bench.workload import WORKLOADS, Workload, batch_collator, timed_samples, warmup_batches  # noqa: E402
-from data.collate import PAD_ID  # noqa: E402
-from engine.arguments import PHASES, PRECISION_CHOICES  # noqa: E402
 from engine.data_source import BATCH_TENSORS, batch_to_device, epoch_loader  # noqa: E402
 from engine.model_setup import SpeedSettings, prepare_for_training  # noqa: E402
 from engine.optimizer import build_optimizer  # noqa: E402
 from engine.parallel import wrap_for_training  # noqa: E402
-from engine.precision import DTYPES, autocast, check_precision, default_precision, grad_scaler  # noqa: E402
+from engine.precision import DTYPES, PRECISIONS, autocast, check_precision, default_precision, grad_scaler  # noqa: E402
 from engine.train_loop import LoopSettings, Position, Trainer  # noqa: E402
 from model.adapter import ImageBindLLM  # noqa: E402
+from model.layout import PHASES  # noqa: E402
+from model.tokenizer import PAD_ID  # noqa: E402
 from util.distributed import DistributedContext  # noqa: E402
 
 logger = logging.getLogger("bench.throughput")
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default: 32 (pre-training) or 128 (fine-tuning) with --compile, else 1")
     parser.add_argument("--group_by_length", action="store_true", help="as the training flag")
     parser.add_argument("--num_workers", type=int, default=4, help="DataLoader workers of the timed steps")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="default: bf16 on GPUs that support it, fp32 on the CPU")
     parser.add_argument("--device", default=None, help="default: cuda when a GPU is visible, else cpu")
     parser.add_argument("--tiny", action="store_true", help="the tiny configuration (also whenever there is no GPU)")
@@ -140,8 +140,8 @@ class TimedBatches:
 
 
 class SyncCounter:
-    """`between_steps` for the warm-up: counts the host syncs of step `step` (1-based) under
-    CUDA's sync debug mode, which warns at each synchronising call. CUDA only."""
+    """Counts the host syncs of the warm-up's step `step` (1-based) under CUDA's sync debug mode,
+    which warns at each synchronising call; `after_step` is called with each position. CUDA only."""
 
     def __init__(self, step: int):
         self.step = step
@@ -149,7 +149,7 @@ class SyncCounter:
         self._catcher: warnings.catch_warnings | None = None
         self._records: list = []
 
-    def between_steps(self, position: Position) -> bool:
+    def after_step(self, position: Position) -> None:
         if position.step_in_epoch == self.step - 1:
             self._catcher = warnings.catch_warnings(record=True)
             self._records = self._catcher.__enter__()
@@ -159,11 +159,6 @@ class SyncCounter:
             torch.cuda.set_sync_debug_mode("default")
             self._catcher.__exit__(None, None, None)
             self.syncs = sum("synchroniz" in str(record.message) for record in self._records)
-        return False
-
-
-def never_stop(position: Position) -> bool:
-    return False
 
 
 def loss_and_grad_norm(module: nn.Module, inputs: Sequence[torch.Tensor], trainables: Sequence[nn.Parameter],
@@ -276,9 +271,12 @@ def training_loop(module: nn.Module, named_trainables: list[tuple[str, nn.Parame
 def warm_up(trainer: Trainer, batches: list[dict], device: torch.device) -> SyncCounter:
     """The warm-up epoch; on CUDA its second-to-last step runs under the sync counter."""
     counter = SyncCounter(step=len(batches) - 1)
-    between_steps = counter.between_steps if device.type == "cuda" and len(batches) >= 3 else never_stop
+    count_syncs = device.type == "cuda" and len(batches) >= 3
     logger.info("warm-up: %d steps", len(batches))
-    trainer.train_one_epoch(batches, len(batches), Position(0, 0, 0), between_steps)
+    for position in trainer.train_epoch(batches, len(batches), Position(0, 0, 0)):
+        if count_syncs:
+            counter.after_step(position)
+    trainer.finish_epoch()
     return counter
 
 
@@ -291,7 +289,9 @@ def timed_steps(trainer: Trainer, batches: TimedBatches, steps: int, first_globa
     graphs_before = graphs_compiled()
     started = time.perf_counter()
     with profiler:
-        stats = trainer.train_one_epoch(batches, steps, Position(1, 0, first_global_step), never_stop)
+        for _ in trainer.train_epoch(batches, steps, Position(1, 0, first_global_step)):
+            pass
+        stats = trainer.finish_epoch()
         synchronize(device)
     seconds = time.perf_counter() - started
     if profile:

@@ -24,9 +24,9 @@ import torch
 from torch.utils.data import Dataset
 
 from data.collate import collate_samples
-from data.prompt_tokens import IGNORE_LABEL
-from data.sample import IMAGE_SIZE, Sample, blank_image
+from data.sample import Sample, blank_image
 from data.sampler import DistributedBatchSampler
+from model.tokenizer import IMAGE_SIZE, NO_LOSS_LABEL
 
 BOS_ID, EOS_ID = 1, 2
 FIRST_WORD_ID = 3  # ids below are pad, bos and eos
@@ -77,7 +77,7 @@ class SyntheticSamples(Dataset):
         words = torch.randint(FIRST_WORD_ID, self.vocab_size, (length - 2,), generator=generator)
         tokens = torch.cat([torch.tensor([BOS_ID]), words, torch.tensor([EOS_ID])])
         labels = tokens.clone()
-        labels[: length // 2] = IGNORE_LABEL  # the prompt half: no loss
+        labels[: length // 2] = NO_LOSS_LABEL  # the prompt half: no loss
         has_image = index % self.workload.image_every == 0
         image = torch.randn(3, IMAGE_SIZE, IMAGE_SIZE, generator=generator) if has_image else blank_image()
         return Sample(tokens, labels, image, has_image)

@@ -23,10 +23,8 @@ from collections.abc import Sequence
 import torch
 
 from data.bad_samples import BadSample
-from data.prompt_tokens import IGNORE_LABEL
-from data.sample import IMAGE_SIZE, Sample
-
-PAD_ID = 0  # LLaMA's tokenizer has no pad piece; 0 pads, and label 0 means "no loss"
+from data.sample import Sample
+from model.tokenizer import IMAGE_SIZE, NO_LOSS_LABEL, PAD_ID
 
 
 def collate_samples(items: Sequence[Sample | BadSample], pad_to_multiple: int = 1) -> dict:
@@ -38,7 +36,7 @@ def collate_samples(items: Sequence[Sample | BadSample], pad_to_multiple: int = 
     longest = max((len(sample.tokens) for sample in samples), default=0)
     length = -(-longest // pad_to_multiple) * pad_to_multiple  # ceil to the multiple
     tokens = torch.full((len(samples), length), PAD_ID, dtype=torch.int64)
-    labels = torch.full((len(samples), length), IGNORE_LABEL, dtype=torch.int64)
+    labels = torch.full((len(samples), length), NO_LOSS_LABEL, dtype=torch.int64)
     for row, sample in enumerate(samples):
         tokens[row, : len(sample.tokens)] = sample.tokens
         labels[row, : len(sample.labels)] = sample.labels

@@ -12,9 +12,7 @@ from __future__ import annotations
 import torch
 
 from data.records import Exchange
-from model.tokenizer import Tokenizer
-
-IGNORE_LABEL = 0  # the model's "no loss" label (the published convention; also the padding id)
+from model.tokenizer import NO_LOSS_LABEL, Tokenizer
 
 
 def tokenize_exchanges(
@@ -30,7 +28,7 @@ def tokenize_exchanges(
         # first may merge differently when encoded apart.
         ids = tokenizer.encode(exchange.prompt + exchange.answer, bos=first, eos=True)
         tokens += ids
-        labels += [IGNORE_LABEL] * len(prompt_ids) + ids[len(prompt_ids):]
+        labels += [NO_LOSS_LABEL] * len(prompt_ids) + ids[len(prompt_ids):]
         if len(tokens) >= max_words:
             break
     return (

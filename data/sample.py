@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-IMAGE_SIZE = 224  # ImageBind's vision input is 3 x 224 x 224
+from model.tokenizer import IMAGE_SIZE
 
 
 @dataclass

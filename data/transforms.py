@@ -5,7 +5,7 @@ from __future__ import annotations
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
-from data.sample import IMAGE_SIZE
+from model.tokenizer import IMAGE_SIZE
 
 # CLIP's statistics, which ImageBind's vision encoder was trained with.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -1,14 +1,26 @@
-"""Training, the same for both phases. The entry points call `engine.entry.run_entry_point`.
+"""Training, the same for both phases. main_pretrain.py and main_finetune.py drive it:
 
-    arguments.py      the command line (one parser builder for both phases)
-    settings.py       what the flags resolve to (paths, device, precision, learning rate), checked
-    entry.py, run.py  a whole run: set-up, resume, epochs, checkpoints, a clean close
-    train_loop.py     one epoch: accumulation, mixed precision, LR per step, progress
+    args = parse_flags(phase, argv)                        # engine/flags.py
+    with exit_status(DATA_ERRORS) as status:               # engine/run.py: errors -> one line
+        with TrainingRun(args, phase) as run:              # settings, checkpoint + LLaMA read once,
+            run.train(build_training_data(..., run.data_request()))   # model, optimizer; then the epochs
+
+One pre-training step, top to bottom: run.py's epoch loop makes the DataLoader (data_source.py)
+and asks train_loop.py's Trainer for the epoch's steps; each step moves the batch to the device,
+calls parallel.py's TrainingModule (the model's loss), steps the optimizer and adds its numbers to
+running_stats.py; the Trainer yields after the step and the run decides whether to save
+(checkpoint.py) or stop. Nothing calls back up.
+
+    flags.py          the command line, the flags harmless on resume, the settings derived (checked)
+    run.py            the entry points' run: set-up, resume, epochs, checkpoints, stops, exit status
+    train_loop.py     one epoch of steps: accumulation, mixed precision, LR per step, progress
     running_stats.py  per-step numbers summed on the device, read only when shown or saved
+    checkpoint.py     what a checkpoint holds, writing it, resuming from it (and whether it may)
+    model_setup.py    the model from the files, shaped for training; --compile block by block
+    data_source.py    the interface with data/: DataRequest, DataParts, the DataLoader per epoch
     parallel.py       the loss module DDP wraps, and what ranks share
-    checkpointing.py  what a checkpoint holds; writing and restoring it
-    resume.py         which checkpoint to continue from, and whether it may
-    data_source.py    what the entry points hand over from data/ (the engine never imports data/)
-    compilation.py    --compile: torch.compile block by block
-    model_setup.py, optimizer.py, precision.py, evaluate.py, errors.py
+    optimizer.py      AdamW and its weight-decay rule
+    precision.py      bf16 / fp16 / fp32: autocast, the frozen weights' dtype, the loss scaler
+    evaluate.py       the validation loss
+    errors.py         errors a user can fix, and their one-line message
 """

@@ -14,6 +14,7 @@ from torch import nn
 
 from engine.data_source import batch_to_device
 from engine.precision import autocast
+from model.tokenizer import NO_LOSS_LABEL
 from util.distributed import DistributedContext, all_reduce_mean
 
 
@@ -30,7 +31,7 @@ def validation_loss(model: nn.Module, batches: Iterable[dict], precision: str, c
         tokens, labels, images, has_image = batch_to_device(batch, context.device)
         with autocast(context.device, precision):
             loss = model(tokens, labels, images, has_image)
-        answer_tokens = int((labels[:, 1:] != 0).sum())  # labels on the host; position t predicts label t+1
+        answer_tokens = int((labels[:, 1:] != NO_LOSS_LABEL).sum())  # labels on the host; position t predicts label t+1
         loss_sum += loss.double() * answer_tokens
         count += answer_tokens
     model.train(was_training)

@@ -30,8 +30,7 @@ def weight_decay_groups(named_params: Iterable[tuple[str, nn.Parameter]], weight
 
 def build_optimizer(named_params: Iterable[tuple[str, nn.Parameter]], lr: float, weight_decay: float,
                     device: torch.device) -> torch.optim.AdamW:
-    """AdamW(betas 0.9/0.95), the fused kernel on CUDA (one launch for all tensors)."""
-    if weight_decay < 0:
-        raise ValueError(f"--weight_decay {weight_decay} must not be negative")
+    """AdamW(betas 0.9/0.95), the fused kernel on CUDA (one launch for all tensors); `weight_decay`
+    was checked with the other flags (engine/flags.py)."""
     groups = weight_decay_groups(named_params, weight_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=ADAMW_BETAS, fused=device.type == "cuda")

@@ -17,6 +17,7 @@ import torch
 from engine.errors import SetupError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+PRECISIONS = tuple(DTYPES)
 
 
 def default_precision(device: torch.device) -> str:

@@ -1,39 +1,53 @@
-"""A whole training run, for either phase: set up, resume, train epoch after epoch, save, close.
+"""A training run, for either phase, as the entry points drive it: parse, set up, train, exit status.
 
-    flags -> settings -> (resume: read and check the checkpoint) -> model -> DDP -> optimizer
-          -> data (from the entry point's builder) -> restore the position -> epochs
-    each epoch: train (engine/train_loop.py) -> validation loss -> log.txt -> checkpoint
-    between steps: checkpoint-last.pth every --save_interval_steps; on SIGTERM/SIGUSR1 save and stop
+    args = parse_flags("pretrain", argv)
+    with exit_status(DATA_ERRORS) as status:          # expected errors -> one line, status 1
+        with TrainingRun(args, "pretrain") as run:    # process group, log, settings, model, optimizer
+            run.train(build_training_data(PretrainDataset, run.data_request()))
+    return status.code
 
-The process group and the TensorBoard writer are closed however the run ends.
+Setting up reads each file once: the checkpoint to resume from (or, fine-tuning, the pre-training
+checkpoint) is opened once and gives the model's adapter tensors, the resume check and the
+training state; the LLaMA folder is resolved and fingerprinted once and gives the model and the
+run's record. Then `train` runs the epochs:
+
+    each epoch:   the loop (engine/train_loop.py) yields after every step; the run saves
+                  checkpoint-last.pth every --save_interval_steps and stops on SIGTERM/SIGUSR1
+                  (saved) -> the epoch's stats -> validation loss -> log.txt -> checkpoint
+
+The process group and the TensorBoard writer are closed however the run ends. An error the user
+can fix (engine.errors.TrainingError, a missing file, the data errors the entry point names, also
+when a DataLoader worker raised one) is logged as its message alone; anything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from engine.checkpointing import Checkpointer, RunRecord, file_sha256, restore_rng, restore_training_state
-from engine.data_source import DataBuilder, DataParts, DataRequest, epoch_loader
-from engine.errors import SetupError, TrainingError
+from engine.checkpoint import Checkpointer, RunRecord, check_resumable, restore_training_state, resume_path
+from engine.data_source import DataParts, DataRequest, epoch_loader
+from engine.errors import SetupError, TrainingError, user_message
 from engine.evaluate import validation_loss
-from engine.model_setup import SpeedSettings, build_model, prepare_for_training, resolve_model_source
+from engine.flags import RunSettings, build_parser, derive_settings, requested_device
+from engine.model_setup import SpeedSettings, build_training_model, prepare_for_training
 from engine.optimizer import build_optimizer
 from engine.parallel import broadcast_trainables, check_trainables_agree, wrap_for_training
 from engine.precision import grad_scaler
-from engine.resume import check_resumable, resume_path
-from engine.settings import RunSettings, derive_settings, existing_file, requested_device
 from engine.train_loop import LoopSettings, Position, Trainer, batches_in_steps, steps_in_epoch
-from model.adapter import ImageBindLLM
-from model.base_record import describe_base
-from util.checkpoint import read_checkpoint
-from util.distributed import DistributedContext, any_rank, init_distributed, shutdown_distributed
+from model.files.adapter_checkpoint import AdapterCheckpoint, read_adapter_checkpoint
+from model.files.llama_folder import open_llama_folder
+from util.distributed import any_rank, init_distributed, shutdown_distributed
 from util.log import init_logger
 from util.metric_writers import TensorBoardWriter, append_json_line
 from util.preemption import PreemptionHandler
@@ -42,6 +56,33 @@ logger = logging.getLogger(__name__)
 
 LOG_NAME = "log.txt"
 STEP_LOSSES_NAME = "step_losses.jsonl"
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
+
+
+def parse_flags(phase: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The flags of `phase` from `argv` (default: the command line)."""
+    return build_parser(phase).parse_args(argv)
+
+
+@dataclass
+class ExitStatus:
+    code: int = 0
+
+
+@contextlib.contextmanager
+def exit_status(expected_errors: tuple[type[BaseException], ...] = ()) -> Iterator[ExitStatus]:
+    """Turn the errors a user can fix (and `expected_errors`) into one logged line and status 1,
+    Ctrl-C into 130; anything else propagates with its traceback."""
+    status = ExitStatus()
+    try:
+        yield status
+    except (TrainingError, FileNotFoundError, *expected_errors) as error:
+        logger.error("%s: %s", type(error).__name__, user_message(error))
+        status.code = EXIT_ERROR
+    except KeyboardInterrupt:
+        logger.error("interrupted; checkpoint-last.pth (if any) holds the last saved state")
+        status.code = EXIT_INTERRUPTED
 
 
 def seed_everything(seed: int) -> None:
@@ -51,97 +92,102 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_training(args: argparse.Namespace, phase: str, build_data: DataBuilder) -> None:
-    """Train as the flags say; returns normally when done or stopped by a signal (checkpoint saved)."""
-    context = init_distributed(requested_device(args), args.dist_url)
-    try:
-        init_logger(context.rank, args.output_dir, distributed=context.distributed)
-        if args.world_size not in (1, context.world_size):
-            logger.warning("--world_size %d ignored: the launcher started %d processes", args.world_size,
-                           context.world_size)
-        settings = derive_settings(args, phase, context)
-        _Run(args, settings, context, build_data).train()
-    finally:
-        shutdown_distributed(context)
+class TrainingRun:
+    """One run: `with TrainingRun(args, phase) as run:` sets up; `run.train(data)` trains to the end."""
 
-
-class _Run:
-    """The state of one run between set-up and the end of its last epoch."""
-
-    def __init__(self, args: argparse.Namespace, settings: RunSettings, context: DistributedContext,
-                 build_data: DataBuilder):
+    def __init__(self, args: argparse.Namespace, phase: str):
         self.args = args
-        self.settings = settings
-        self.context = context
-        self.build_data = build_data
+        self.phase = phase
 
-    def train(self) -> None:
+    def __enter__(self) -> TrainingRun:
+        self.context = init_distributed(requested_device(self.args), self.args.dist_url)
+        try:
+            init_logger(self.context.rank, self.args.output_dir, distributed=self.context.distributed)
+            if self.args.world_size not in (1, self.context.world_size):
+                logger.warning("--world_size %d ignored: the launcher started %d processes", self.args.world_size,
+                               self.context.world_size)
+            self.settings = derive_settings(self.args, self.phase, self.context)
+            self._set_up()
+        except BaseException:
+            shutdown_distributed(self.context)
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        shutdown_distributed(self.context)
+
+    # -- set-up: model, optimizer, what to resume from ---------------------------------------------
+
+    def _set_up(self) -> None:
         args, settings, context = self.args, self.settings, self.context
         logger.info("%s on %s, %d process(es), precision %s, effective batch %d, lr %.3e",
                     settings.phase, settings.device, context.world_size, settings.precision,
                     settings.effective_batch_size, settings.lr)
-        checkpoint_path = resume_path(args.resume, settings.output_dir)
-        checkpoint = read_checkpoint(checkpoint_path) if checkpoint_path is not None else None
-        self.model, record = self._build_model(checkpoint_path, checkpoint)
-        prepare_for_training(self.model, SpeedSettings(args.compile, args.activation_checkpointing, args.pad_to_multiple))
+        self.resume_from = resume_path(args.resume, settings.output_dir)
+        adapter = self._read_adapter()
+        llama = open_llama_folder(settings.llama_dir, args.llama_type, adapter.llama_type if adapter else None)
+        imagebind_args = settings.imagebind_args
+        if imagebind_args is None and adapter is not None:
+            imagebind_args = adapter.imagebind_args
+        self.record = RunRecord(settings.phase, imagebind_args, settings.data_config_sha256, context.world_size,
+                                settings.precision, base=llama.base_record)
+        # What resuming needs besides the model's tensors; a resume of another run is refused
+        # before anything large is loaded.
+        self.resume_state = adapter.contents if self.resume_from is not None else None
+        if self.resume_state is not None:
+            check_resumable(self.resume_state, self.resume_from, args, self.record)
+            logger.info("resuming from %s", self.resume_from)
+        seed_everything(args.seed)  # the same on every rank: a fresh adapter starts the same everywhere
+        self.model = build_training_model(llama, settings.imagebind_path, settings.phase, imagebind_args,
+                                          settings.device, settings.precision, adapter)
+        prepare_for_training(self.model, SpeedSettings(args.compile, args.activation_checkpointing,
+                                                       args.pad_to_multiple))
         named_trainables = list(self.model.trainable_parameters().items())
         self.trainables = [param for _, param in named_trainables]
         broadcast_trainables(self.trainables, context)
-        module = wrap_for_training(self.model, self.trainables, context)
-        optimizer = build_optimizer(named_trainables, settings.lr, args.weight_decay, settings.device)
-        scaler = grad_scaler(settings.device, settings.precision)
-        self.data = self._build_data()
+        self.module = wrap_for_training(self.model, self.trainables, context)
+        self.optimizer = build_optimizer(named_trainables, settings.lr, args.weight_decay, settings.device)
+        self.scaler = grad_scaler(settings.device, settings.precision)
 
+    def _read_adapter(self) -> AdapterCheckpoint | None:
+        """The checkpoint the adapter tensors come from, opened once: the one resumed from, else
+        (fine-tuning) the pre-training checkpoint, else none."""
+        path = self.resume_from or self.settings.pretrained_path
+        return read_adapter_checkpoint(path) if path is not None else None
+
+    def data_request(self) -> DataRequest:
+        """What this run needs of its data (the tokenizer is the one the model was built with)."""
+        args = self.args
+        return DataRequest(
+            config_path=Path(args.data_config), tokenizer_path=self.model.tokenizer.model_path,
+            val_config_path=Path(args.val_data_config) if args.val_data_config is not None else None,
+            rank=self.context.rank, world_size=self.context.world_size, batch_size=args.batch_size,
+            max_words=args.max_words, seed=args.seed, on_bad_sample=args.on_bad_sample,
+            max_bad_fraction=args.max_bad_fraction, group_by_length=args.group_by_length,
+            split_epoch=getattr(args, "split_epoch", 1), pad_to_multiple=args.pad_to_multiple,
+        )
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def train(self, data: DataParts) -> None:
+        """Train every epoch left; returns when done or stopped by a signal (checkpoint saved)."""
+        args, settings, context = self.args, self.settings, self.context
+        self.data = data
         with TensorBoardWriter(settings.log_dir, enabled=context.is_main) as self.writer:
-            self.trainer = Trainer(module, self.trainables, optimizer, scaler, self._loop_settings(), context,
-                                   self.data.check_bad_fraction, self.writer)
-            self.checkpointer = Checkpointer(settings.output_dir, args.keep_last, context, self.model, optimizer,
-                                             scaler, self.data.train_sampler, self.trainer.stats, args, record)
+            self.trainer = Trainer(self.module, self.trainables, self.optimizer, self.scaler, self._loop_settings(),
+                                   context, data.check_bad_fraction, self.writer)
+            self.checkpointer = Checkpointer(settings.output_dir, args.keep_last, context, self.model, self.optimizer,
+                                             self.scaler, data.train_sampler, self.trainer.stats, args, self.record)
             seed_everything(args.seed + context.rank)
             position = Position(args.start_epoch, 0, 0)
-            if checkpoint is not None:
-                position = restore_training_state(checkpoint, optimizer, scaler, self.data.train_sampler,
+            if self.resume_state is not None:
+                position = restore_training_state(self.resume_state, self.optimizer, self.scaler, data.train_sampler,
                                                   self.trainer.stats, context)
-                restore_rng(checkpoint, context)
-                # The optimizer holds its own copy of the state on a GPU; the file's memory map would
-                # keep its disk space taken after the next save replaces it.
-                del checkpoint
-            self._epochs(position)
-
-    def _build_model(self, checkpoint_path: Path | None, checkpoint: dict | None) -> tuple[ImageBindLLM, RunRecord]:
-        """The model, its adapter tensors loaded, and the run's record; a resume that belongs to another
-        run is refused before anything large is loaded.
-
-        The adapter tensors come from the run's own checkpoint when resuming, else (fine-tuning) from
-        the pre-training checkpoint; pre-training from scratch has none. model/weights.py maps that
-        file a second time (only its small index is read again) and copies its tensors into the
-        model. The map goes with `source` on return: kept, it would hold the disk space of a
-        checkpoint-last.pth that a later save replaces for the rest of the run.
-        """
-        args, settings = self.args, self.settings
-        source = resolve_model_source(settings, args.llama_type, checkpoint_path or self._pretrained_path())
-        record = RunRecord(settings.phase, source.params, source.llama_type, source.imagebind_args,
-                           file_sha256(args.data_config), self.context.world_size,
-                           base=describe_base(settings.llama_dir, source.llama_type), precision=settings.precision)
-        if checkpoint is not None:
-            check_resumable(checkpoint, checkpoint_path, args, record)
-            logger.info("resuming from %s", checkpoint_path)
-        seed_everything(args.seed)  # the same on every rank: a fresh adapter starts the same everywhere
-        return build_model(settings, source), record
-
-    def _build_data(self) -> DataParts:
-        # The tokenizer the model was built with (model/ decides where a LLaMA folder keeps it).
-        request = DataRequest(self.model.tokenizer.model_path, self.context.rank, self.context.world_size)
-        try:
-            return self.build_data(self.args, request)
-        except ValueError as error:  # data/ checks its settings with ValueError: the message says what to change
-            raise SetupError(f"the training data cannot be set up: {error}") from error
-
-    def _pretrained_path(self) -> Path | None:
-        if self.settings.phase != "finetune":
-            return None
-        return existing_file(self.args.pretrained_path, "--pretrained_path",
-                             "a pre-training checkpoint: 7B-pretrained.pth or a checkpoint-*.pth of a pre-training run")
+                # The optimizer holds its own copy of the state; the file's memory map would keep
+                # its disk space taken after the next save replaces it.
+                self.resume_state = None
+            with PreemptionHandler() as self.preemption:
+                self._epochs(position)
 
     def _loop_settings(self) -> LoopSettings:
         args = self.args
@@ -150,27 +196,25 @@ class _Run:
                             warmup_epochs=args.warmup_epochs, clip_grad=args.clip_grad, print_freq=args.print_freq,
                             precision=self.settings.precision, step_loss_path=step_losses)
 
-    # -- the epochs --------------------------------------------------------------------------------
-
     def _epochs(self, position: Position) -> None:
         args, data = self.args, self.data
-        with PreemptionHandler() as preemption:
-            self.preemption = preemption
-            for epoch in range(position.epoch, args.epochs):
-                started = time.perf_counter()
-                loader = epoch_loader(data.train_dataset, data.train_sampler, data.collate_fn, epoch,
-                                      args.num_workers, self._pin_memory(), args.seed)
-                batches = len(data.train_sampler)
-                self._check_start(position, batches)
-                stats = self.trainer.train_one_epoch(loader, batches, position, self._between_steps)
-                if stats is None:
+        for epoch in range(position.epoch, args.epochs):
+            started = time.perf_counter()
+            loader = epoch_loader(data.train_dataset, data.train_sampler, data.collate_fn, epoch,
+                                  args.num_workers, self._pin_memory(), args.seed)
+            batches = len(data.train_sampler)
+            self._check_start(position, batches)
+            start = position
+            for position in self.trainer.train_epoch(loader, batches, start):
+                if self._save_or_stop_between_steps(position):
                     return
-                steps = steps_in_epoch(batches, args.accum_iter)
-                position = Position(epoch + 1, 0, position.global_step + steps - position.step_in_epoch)
-                self._end_epoch(epoch, stats, position, batches, time.perf_counter() - started)
-                if any_rank(preemption.requested, self.context):
-                    self._log_stop(position)
-                    return
+            stats = self.trainer.finish_epoch()
+            steps = steps_in_epoch(batches, args.accum_iter)
+            position = Position(epoch + 1, 0, start.global_step + steps - start.step_in_epoch)
+            self._end_epoch(epoch, stats, position, time.perf_counter() - started)
+            if any_rank(self.preemption.requested, self.context):
+                self._log_stop(position)
+                return
         logger.info("training done: %d epochs, %d optimizer steps", args.epochs, position.global_step)
 
     def _check_start(self, position: Position, batches: int) -> None:
@@ -185,8 +229,8 @@ class _Run:
     def _pin_memory(self) -> bool:
         return self.args.pin_mem and self.settings.device.type == "cuda"
 
-    def _between_steps(self, position: Position) -> bool:
-        """After a step inside an epoch: the periodic checkpoint, and the stop on a signal."""
+    def _save_or_stop_between_steps(self, position: Position) -> bool:
+        """After a step inside an epoch: the periodic checkpoint, and the stop on a signal (True: stop)."""
         interval = self.args.save_interval_steps
         saved = False
         if interval and position.global_step % interval == 0:
@@ -213,7 +257,7 @@ class _Run:
                     "same command with --resume auto (the launchers pass it) to continue", signal_name,
                     position.epoch, position.step_in_epoch, self.settings.output_dir)
 
-    def _end_epoch(self, epoch: int, stats: dict, position: Position, batches: int, seconds: float) -> None:
+    def _end_epoch(self, epoch: int, stats: dict, position: Position, seconds: float) -> None:
         args = self.args
         record = {"epoch": epoch, "global_step": position.global_step,
                   **{f"train_{key}": value for key, value in stats.items() if key != "bad_samples"},
@@ -234,7 +278,7 @@ class _Run:
         self._save(position, epoch_file)
 
     def _validation_loss(self) -> float:
-        data: DataParts = self.data
+        data = self.data
         loader = epoch_loader(data.val_dataset, data.val_sampler, data.collate_fn, 0, self.args.num_workers,
                               self._pin_memory(), self.args.seed)
         return validation_loss(self.model, loader, self.settings.precision, self.context)

@@ -10,8 +10,10 @@ The step never waits for the GPU: losses and gradient norms go into device-side 
 before a checkpoint. A non-finite loss is found at the next such read and stops the run with
 `NonFiniteLossError`, naming the first bad step; the caller saves nothing after it.
 
-After every step but the epoch's last, `between_steps(position)` lets the caller save a checkpoint
-or stop (it returns True to stop: preemption). The epoch's end is the caller's too.
+`Trainer.train_epoch` is a generator: it yields the position after every optimizer step but the
+epoch's last, so that the run, which owns checkpoints and stops, decides there whether to save or
+to stop (it stops by leaving the loop). The loop never calls back into the run. When the epoch's
+steps are done, `finish_epoch()` returns its stats.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -72,10 +74,6 @@ class LoopSettings:
     step_loss_path: Path | None = None
     """Where every step's loss is appended (rank 0 writes), for --log_step_losses; None: not recorded."""
 
-    def __post_init__(self):
-        if self.accum_iter < 1 or self.print_freq < 1:
-            raise ValueError(f"accum_iter {self.accum_iter} and print_freq {self.print_freq} must be at least 1")
-
 
 def steps_in_epoch(batches: int, accum_iter: int) -> int:
     """Optimizer steps over `batches` micro-batches; the last step takes what is left."""
@@ -110,15 +108,15 @@ class Trainer:
         self.stats = RunningStats(context.device)
         self._epoch = 0
         self._epoch_first_global_step = 0
+        self._last_lr = 0.0
 
     # -- one epoch ---------------------------------------------------------------------------------
 
-    def train_one_epoch(self, batches: Iterable[dict], batches_in_epoch: int, start: Position,
-                        between_steps: Callable[[Position], bool]) -> dict | None:
+    def train_epoch(self, batches: Iterable[dict], batches_in_epoch: int, start: Position) -> Iterator[Position]:
         """Train from `start` to the end of its epoch; `batches` yields the epoch's remaining batches.
 
-        Returns the epoch's stats (means over ranks: loss, grad_norm; the last lr; samples and
-        bad samples summed over ranks), or None when `between_steps` asked to stop.
+        Yields the position after every step but the epoch's last (the caller may save there, or
+        stop by not asking for more); then call finish_epoch().
         """
         accum = self.settings.accum_iter
         steps = steps_in_epoch(batches_in_epoch, accum)
@@ -132,12 +130,13 @@ class Trainer:
         reporter = ProgressReporter(steps, self.settings.epochs, self.settings.print_freq)
         reporter.start_epoch(start.epoch, start.step_in_epoch)
         iterator = iter(batches)
-        position, lr = start, 0.0
+        position = start
         for step in range(start.step_in_epoch, steps):
             micro_batches = min(accum, batches_in_epoch - step * accum)
             lr = learning_rate(start.epoch + step * accum / batches_in_epoch, self.settings.lr,
                                self.settings.min_lr, self.settings.warmup_epochs, self.settings.epochs)
             set_learning_rate(self.optimizer, lr)
+            self._last_lr = lr
             samples_before, tokens_before = self.stats.samples, self.stats.tokens
             loss_sum, losses = self._accumulate_gradients(iterator, micro_batches, reporter, step)
             grad_norm = self._optimizer_step()
@@ -147,9 +146,8 @@ class Trainer:
                          self.stats.tokens - tokens_before)
             if self.settings.step_loss_path is not None:
                 self._record_step_loss(position, loss_sum, losses)
-            if step + 1 < steps and between_steps(position):
-                return None
-        return self._finish_epoch(lr)
+            if step + 1 < steps:
+                yield position
 
     def _accumulate_gradients(self, iterator, micro_batches: int, reporter: ProgressReporter,
                               step: int) -> tuple[torch.Tensor, int]:
@@ -247,10 +245,12 @@ class Trainer:
             with open(self.settings.step_loss_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
 
-    def _finish_epoch(self, lr: float) -> dict:
+    def finish_epoch(self) -> dict:
+        """The epoch's stats: means over ranks (loss, grad_norm), the last lr, samples and bad samples
+        summed over ranks. Reads the device; raises on a non-finite loss or too many bad samples."""
         means, first_bad = self.stats.read_epoch()
         self._raise_if_non_finite(first_bad)
         skipped, seen = self._global_bad_counts()
         self.check_bad_fraction(skipped, seen, min_seen=0)
         means = all_reduce_mean(means, self.context)
-        return {**means, "lr": lr, "samples": seen - sum(skipped.values()), "bad_samples": skipped}
+        return {**means, "lr": self._last_lr, "samples": seen - sum(skipped.values()), "bad_samples": skipped}

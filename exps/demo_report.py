@@ -31,11 +31,11 @@ import torch
 import model
 from data.images import load_image
 from data.transforms import eval_transform
-from engine.settings import read_imagebind_config
+from engine.flags import read_imagebind_config
 from exps.tiny_assets import (COLOUR_QUESTION, COLOURS, SHAPE_QUESTION, SHAPES, Picture, TinyAssets, alpaca_records,
                                read_tiny_assets)
 from model.tokenizer import CAPTION_INSTRUCTION, format_prompt
-from model.weights import build_from_files
+from model.files.build import build_from_files
 from util.log import init_logger
 
 logger = logging.getLogger(__name__)

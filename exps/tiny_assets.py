@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw
 from exps.tiny_language_model import train_language_model
 from model.imagebind import ImageBindModel
 from model.llama import ModelArgs
-from model.meta_folder import write_llama_folder
+from model.files.meta_folder import write_llama_folder
 from model.tokenizer import CAPTION_INSTRUCTION, format_prompt, train_tokenizer
 from util.log import init_logger
 

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from data.collate import PAD_ID  # the project's padding id; no loss there
+from model.tokenizer import PAD_ID  # the project's padding id; no loss there
 from model.llama import ModelArgs, Transformer
 from model.tokenizer import Tokenizer
 

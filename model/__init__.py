@@ -48,12 +48,12 @@ def load(checkpoint_path: str | os.PathLike, llama_dir: str | os.PathLike, image
     base the released checkpoints need). device None: CUDA when available, else the CPU;
     frozen_dtype None: bfloat16 (float16 where unsupported) on CUDA, float32 on the CPU.
     """
-    from model.weights import build_from_files, phase_of_keys, read_adapter_checkpoint
+    from model.files.adapter_checkpoint import read_adapter_checkpoint
+    from model.files.build import build_from_files
 
     checkpoint = read_adapter_checkpoint(checkpoint_path)
-    phase = phase_of_keys(checkpoint.model)
     device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
     frozen_dtype = frozen_dtype or _default_frozen_dtype(device)
-    model = build_from_files(llama_dir, llama_type, imagebind_path, phase, imagebind_args=imagebind_args,
+    model = build_from_files(llama_dir, llama_type, imagebind_path, checkpoint.phase, imagebind_args=imagebind_args,
                              device=device, frozen_dtype=frozen_dtype, checkpoint=checkpoint)
     return model.eval()

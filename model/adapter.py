@@ -25,10 +25,9 @@ from torch import nn
 
 from model.generation import generate_tokens
 from model.imagebind import ImageBindModel, imagebind_huge
-from model.imagebind_preprocessors import IMAGE_SIZE
 from model.layout import BRIDGE_BLOCKS, BRIDGE_MODULES, PHASES, PREFIX_MODULE, released_state_dict, trainable_parameters
 from model.llama import ModelArgs, RMSNorm, Transformer
-from model.tokenizer import Tokenizer
+from model.tokenizer import IMAGE_SIZE, NO_LOSS_LABEL, Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +57,6 @@ def llama_args_for_phase(args: ModelArgs, phase: str, tokenizer: Tokenizer | Non
                     phase, finetune, finetune, args.w_bias, args.w_lora)
     return replace(args, w_bias=finetune, w_lora=finetune, vocab_size=vocab_size,
                    adapter_layers=args.adapter_layers or args.n_layers)
-
-
-# Label 0 means "no loss" (the shared convention; padding is 0 too).
-NO_LOSS_LABEL = 0
 
 
 def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -134,7 +129,7 @@ class ImageBindLLM(nn.Module):
     them). With a reduced frozen_dtype the model runs under autocast to that dtype (it enters
     autocast itself unless the caller already has). `imagebind_args`: None for ImageBind-Huge,
     else ImageBindModel's keyword arguments. Random weights; build on the meta device and load
-    files with model/weights.py.
+    files with model/files/build.py.
     """
 
     def __init__(self, llama_args: ModelArgs, phase: str, imagebind_args: Mapping[str, Any] | None = None,

@@ -2,12 +2,12 @@
 
     python -m model.convert merge-delta LLAMA_DIR/7B DELTA_DIR LLAMA_DIR/7B_chinese [--force]
         Meta's 7B + the published Open-Chinese-LLaMA delta (params.json + consolidated.00.pth)
-        -> the base the released checkpoints were trained on (model/delta_merge.py).
+        -> the base the released checkpoints were trained on (model/files/delta_merge.py).
     python -m model.convert from-hf HF_DIR LLAMA_DIR/<name> [--dtype float16|bfloat16|float32] [--force]
         A Hugging Face LLaMA folder -> Meta's layout (params.json, consolidated.00.pth, and its
         tokenizer.model). Optional: Hugging Face folders also load as they are.
     python -m model.convert inspect FILE
-        Layout, phase, tensors, recorded base, epoch and step of a checkpoint (model/file_summary.py).
+        Layout, phase, tensors, recorded base, epoch and step of a checkpoint (model/files/summary.py).
 
 Existing folders are never overwritten without --force. Errors are one line saying what to do;
 the exit status is 1.
@@ -25,11 +25,11 @@ from typing import Sequence
 
 import torch
 
-from model.delta_merge import merge_delta
-from model.file_summary import format_summary, summarize_file
-from model.hf_folder import HFLlamaState
-from model.llama_folder import TOKENIZER_NAME
-from model.meta_folder import prepare_llama_folder, write_llama_folder
+from model.files.delta_merge import merge_delta
+from model.files.summary import format_summary, summarize_file
+from model.files.hf_folder import HFLlamaState
+from model.files.llama_folder import TOKENIZER_NAME
+from model.files.meta_folder import prepare_llama_folder, write_llama_folder
 from model.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
-"""The text conventions shared by data/ and model/: the SentencePiece tokenizer and the prompts.
+"""The conventions shared by data/ and model/: the SentencePiece tokenizer, the prompts, a batch's constants.
 
 This is the one module of model/ that data/ may import (see DESIGN.md), so it imports nothing
-else of the project.
+else of the project, and every constant both sides use is defined here once.
 """
 
 from __future__ import annotations
@@ -26,6 +26,15 @@ PROMPT_NO_INPUT = (
 
 # Pre-training asks every image for its caption with this instruction.
 CAPTION_INSTRUCTION = "Generate caption of this image"
+
+# LLaMA's tokenizer has no pad piece: batches pad tokens with 0, and label 0 means "no loss" (the
+# published convention), so padding never counts in the loss.
+PAD_ID = 0
+NO_LOSS_LABEL = 0
+
+# ImageBind's image input is 3 x IMAGE_SIZE x IMAGE_SIZE; its image-like positional embeddings are
+# built for this size (depth and thermal too).
+IMAGE_SIZE = 224
 
 
 def format_prompt(instruction: str, input: str | None = None) -> str:
@@ -52,7 +61,7 @@ class Tokenizer:
         self.n_words: int = self.sp_model.vocab_size()
         self.bos_id: int = self.sp_model.bos_id()
         self.eos_id: int = self.sp_model.eos_id()
-        # LLaMA's model defines no pad piece (pad_id is -1); batches pad with 0 instead (see data/).
+        # LLaMA's model defines no pad piece (pad_id is -1); batches pad with PAD_ID instead.
         self.pad_id: int = self.sp_model.pad_id()
 
     def encode(self, text: str, bos: bool, eos: bool) -> list[int]:

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from model.generation import generate_tokens
 from model.llama import Transformer
-from model.weights import meta_llama_keys
-from test_adapter_helpers import random_images, random_tokens, tiny_model
+from model.files.build import meta_llama_keys
+from support.tiny_models import random_images, random_tokens, tiny_model
 
 SEQ = 10
 

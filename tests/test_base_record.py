@@ -11,17 +11,17 @@ import pytest
 import torch
 
 import model as model_package
-from model.base_record import base_differences, describe_base, fingerprint
+from model.files.base_record import base_differences, fingerprint
 from model.convert import main as convert_main
-from model.delta_merge import merge_delta
-from model.llama_folder import llama_state_dict
-from model.meta_folder import write_llama_folder
-from model.weights import build_from_files, read_adapter_checkpoint
-from test_adapter_helpers import TINY_IMAGEBIND, tiny_model, write_user_files
-from test_hf_helpers import save_hf_folder, tiny_hf_model
-from test_weights import save_checkpoint, split_like_meta
+from model.files.delta_merge import merge_delta
+from model.files.llama_folder import llama_state_dict, open_llama_folder
+from model.files.meta_folder import write_llama_folder
+from model.files.adapter_checkpoint import read_adapter_checkpoint
+from model.files.build import build_from_files
+from support.hf_folders import save_hf_folder, tiny_hf_model
+from support.tiny_models import TINY_IMAGEBIND, save_checkpoint, split_like_meta, tiny_model, write_user_files
 
-RECORD_LOGGER = "model.base_record"
+RECORD_LOGGER = "model.files.base_record"
 
 
 @pytest.fixture
@@ -50,7 +50,8 @@ def record_levels(caplog) -> list[int]:
 def test_fingerprint_is_the_same_for_an_hf_folder_and_its_meta_conversion(tmp_path):
     hf_dir = save_hf_folder(tiny_hf_model(2, 61), tmp_path / "llama" / "hf")
     assert convert_main(["from-hf", str(hf_dir), str(tmp_path / "llama" / "meta")]) == 0
-    from_hf, from_meta = describe_base(tmp_path / "llama", "hf"), describe_base(tmp_path / "llama", "meta")
+    from_hf = open_llama_folder(tmp_path / "llama", "hf").base_record
+    from_meta = open_llama_folder(tmp_path / "llama", "meta").base_record
     assert from_hf["fingerprint"] == from_meta["fingerprint"]
     assert base_differences(from_hf, from_meta) == []
     # Meta's own params.json for the same model says less (vocab -1, no n_kv_heads for multi-head): no difference
@@ -72,10 +73,9 @@ def test_fingerprint_reads_few_rows_and_sees_every_layout_of_the_same_weights(tw
 
 def test_a_checkpoint_on_another_base_warns_naming_both(two_bases, tmp_path, caplog):
     llama_dir, imagebind_path, released = two_bases
-    chinese = describe_base(llama_dir, "7B_chinese")
-    checkpoint = save_checkpoint(tmp_path / "pretrained.pth", released, llama_type="7B_chinese",
-                                 params=chinese["params"], base=chinese)
-    meta = describe_base(llama_dir, "7B")
+    chinese = open_llama_folder(llama_dir, "7B_chinese").base_record
+    checkpoint = save_checkpoint(tmp_path / "pretrained.pth", released, base=chinese)
+    meta = open_llama_folder(llama_dir, "7B").base_record
     with caplog.at_level(logging.INFO):
         build_from_files(llama_dir, "7B", imagebind_path, "finetune", TINY_IMAGEBIND, checkpoint=checkpoint)
     warnings = record_messages(caplog)
@@ -88,8 +88,8 @@ def test_a_checkpoint_on_another_base_warns_naming_both(two_bases, tmp_path, cap
 
 def test_a_checkpoint_on_its_own_base_says_nothing(two_bases, tmp_path, caplog):
     llama_dir, imagebind_path, released = two_bases
-    chinese = describe_base(llama_dir, "7B_chinese")
-    checkpoint = save_checkpoint(tmp_path / "pretrained.pth", released, base=chinese, llama_type="7B_chinese")
+    chinese = open_llama_folder(llama_dir, "7B_chinese").base_record
+    checkpoint = save_checkpoint(tmp_path / "pretrained.pth", released, base=chinese)
     assert read_adapter_checkpoint(checkpoint).base == chinese
     with caplog.at_level(logging.DEBUG):
         build_from_files(llama_dir, None, imagebind_path, "finetune", TINY_IMAGEBIND, checkpoint=checkpoint)
@@ -99,7 +99,8 @@ def test_a_checkpoint_on_its_own_base_says_nothing(two_bases, tmp_path, caplog):
 
 def test_model_load_warns_on_another_base(two_bases, tmp_path, caplog):
     llama_dir, imagebind_path, released = two_bases
-    checkpoint = save_checkpoint(tmp_path / "pretrained.pth", released, base=describe_base(llama_dir, "7B_chinese"))
+    chinese = open_llama_folder(llama_dir, "7B_chinese").base_record
+    checkpoint = save_checkpoint(tmp_path / "pretrained.pth", released, base=chinese)
     with caplog.at_level(logging.WARNING):
         model_package.load(checkpoint, llama_dir, imagebind_path, llama_type="7B", imagebind_args=TINY_IMAGEBIND)
     assert len(record_messages(caplog)) == 1
@@ -114,16 +115,3 @@ def test_a_file_without_a_record_says_the_released_note_once(two_bases, tmp_path
     notes = record_messages(caplog, logging.INFO)
     assert len(notes) == 1 and record_levels(caplog) == [logging.WARNING]  # 7B is not the released files' base
     assert "carries no base record" in notes[0] and "Open-Chinese-LLaMA-7B" in notes[0] and "merge-delta" in notes[0]
-
-
-def test_older_checkpoints_compare_what_they_recorded(two_bases, tmp_path, caplog):
-    llama_dir, imagebind_path, released = two_bases
-    params = json.loads((llama_dir / "7B" / "params.json").read_text())
-    checkpoint = save_checkpoint(tmp_path / "checkpoint-1.pth", released, llama_type="7B_chinese", params=params, epoch=1)
-    assert read_adapter_checkpoint(checkpoint).base is None
-    with caplog.at_level(logging.WARNING):
-        build_from_files(llama_dir, "7B_chinese", imagebind_path, "finetune", TINY_IMAGEBIND, checkpoint=checkpoint)
-        assert record_messages(caplog) == []
-        build_from_files(llama_dir, "7B", imagebind_path, "finetune", TINY_IMAGEBIND, checkpoint=checkpoint)
-    warnings = record_messages(caplog)
-    assert len(warnings) == 1 and "llama_type '7B_chinese' (checkpoint) != '7B' (loaded)" in warnings[0]

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from model.convert import main as convert_main
-from model.file_summary import (
+from model.files.summary import (
     HF_SHARD, IMAGEBIND, META_SHARD, RELEASED_FINETUNE, RELEASED_PRETRAIN, TRAINING_CHECKPOINT, summarize_file,
 )
-from model.weights import meta_llama_keys
-from test_adapter_helpers import tiny_model
+from model.files.build import meta_llama_keys
+from support.tiny_models import tiny_model
 
 BASE = {"llama_type": "7B_chinese", "params": {"dim": 32, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2},
         "fingerprint": "0123456789abcdef"}
@@ -22,13 +22,13 @@ def models():
 
 
 def training_checkpoint(model, phase: str) -> dict:
-    """What the engine writes (engine/checkpointing.py), with the base record."""
+    """What the engine writes (engine/checkpoint.py), with the base record."""
     released = model.state_dict_released()
     optimizer_state = {i: {"exp_avg": torch.zeros_like(param), "exp_avg_sq": torch.zeros_like(param),
                            "step": torch.tensor(17.0)} for i, param in enumerate(model.trainable_parameters().values())}
     return {"format_version": 1, "model": released, "optimizer": {"state": optimizer_state, "param_groups": []},
             "scaler": {}, "epoch": 3, "step_in_epoch": 5, "global_step": 17, "phase": phase,
-            "params": BASE["params"], "llama_type": BASE["llama_type"], "base": BASE, "args": {"lr": 1e-3}}
+            "base": BASE, "args": {"lr": 1e-3}}
 
 
 @pytest.mark.parametrize("phase", ["pretrain", "finetune"])

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from model.convert import main as convert_main
-from model.delta_merge import merge_delta
-from model.tensor_files import save_tensors
+from model.files.delta_merge import merge_delta
+from model.files.tensor_files import save_tensors
 
 PARAMS = {"dim": 32, "multiple_of": 16, "n_heads": 4, "n_layers": 2, "norm_eps": 1e-06, "vocab_size": -1}
 DELTA_PARAMS = {**PARAMS, "vocab_size": 40}  # the output takes the delta's params.json, as the published script

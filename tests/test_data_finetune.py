@@ -19,7 +19,7 @@ from data.dataset import FinetuneDataset
 from data.sample import Sample
 from data.transforms import eval_transform
 from model.tokenizer import format_prompt
-from test_data_helpers import make_image, published_tokens_and_labels, write_config, write_json
+from support.data_files import make_image, published_tokens_and_labels, write_config, write_json
 
 MAX_WORDS = 1024
 

@@ -12,7 +12,7 @@ from data.config import DataConfig, MetaSource
 from data.dataset import PretrainDataset
 from data.sampler import DistributedBatchSampler
 from data.transforms import train_transform
-from test_data_helpers import make_image, write_table
+from support.data_files import make_image, write_table
 
 ROWS = 10
 BAD_ROWS = {3: "absent.png", 7: "garbage.png"}

@@ -21,7 +21,7 @@ from data.dataset import PretrainDataset
 from data.sample import Sample
 from data.transforms import eval_transform, train_transform
 from model.tokenizer import CAPTION_INSTRUCTION, format_prompt
-from test_data_helpers import make_image, published_tokens_and_labels, write_config, write_table
+from support.data_files import make_image, published_tokens_and_labels, write_config, write_table
 
 PROMPT = format_prompt(CAPTION_INSTRUCTION)
 

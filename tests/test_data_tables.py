@@ -8,7 +8,7 @@ import pytest
 from data.bad_samples import BadSampleError
 from data.caption_table import read_caption_table
 from data.packed_strings import PackedStringsBuilder
-from test_data_helpers import write_table
+from support.data_files import write_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,7 @@
-"""data/training_data.py: the data side a run hands to the engine; rows dropped while indexing count."""
+"""data/training_data.py: the data a run asks for (the engine's DataRequest); rows dropped while indexing count."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -10,15 +9,8 @@ import pytest
 from data.bad_samples import TooManyBadSamplesError
 from data.dataset import PretrainDataset
 from data.training_data import build_training_data
-from engine.arguments import build_parser
-from tests.test_data_helpers import make_image, write_config
-
-
-@dataclass(frozen=True)
-class Place:
-    tokenizer_path: Path
-    rank: int = 0
-    world_size: int = 1
+from engine.data_source import DataRequest
+from support.data_files import make_image, write_config
 
 
 def caption_table_with_a_malformed_row(folder: Path, good_rows: int) -> Path:
@@ -31,14 +23,15 @@ def caption_table_with_a_malformed_row(folder: Path, good_rows: int) -> Path:
     return write_config(folder / "data.yaml", [str(folder / "meta.tsv")])
 
 
-def args_for(config: Path, *extra: str):
-    return build_parser("pretrain").parse_args(["--llama_path", ".", "--data_config", str(config), "--batch_size", "2",
-                                                *extra])
+def request_for(config: Path, tokenizer_path: Path, max_bad_fraction: float = 0.01) -> DataRequest:
+    return DataRequest(config_path=config, val_config_path=None, tokenizer_path=tokenizer_path, rank=0, world_size=1,
+                       batch_size=2, max_words=96, seed=0, on_bad_sample="skip", max_bad_fraction=max_bad_fraction,
+                       group_by_length=False, split_epoch=1, pad_to_multiple=1)
 
 
 def test_rows_dropped_while_indexing_reach_the_engine_by_reason(tmp_path, tokenizer_path):
     config = caption_table_with_a_malformed_row(tmp_path, good_rows=150)
-    data = build_training_data(PretrainDataset, args_for(config), Place(tokenizer_path))
+    data = build_training_data(PretrainDataset, request_for(config, tokenizer_path))
     assert len(data.train_dataset) == 150
     assert data.dropped_at_load == {"malformed_row": 1}
 
@@ -46,5 +39,5 @@ def test_rows_dropped_while_indexing_reach_the_engine_by_reason(tmp_path, tokeni
 def test_too_many_dropped_rows_stop_the_run_before_training(tmp_path, tokenizer_path):
     config = caption_table_with_a_malformed_row(tmp_path, good_rows=9)  # 1 of 10 rows: above 1%
     with pytest.raises(TooManyBadSamplesError, match="1 of 10 samples were bad.*malformed_row: 1"):
-        build_training_data(PretrainDataset, args_for(config), Place(tokenizer_path))
-    build_training_data(PretrainDataset, args_for(config, "--max_bad_fraction", "0.2"), Place(tokenizer_path))
+        build_training_data(PretrainDataset, request_for(config, tokenizer_path))
+    build_training_data(PretrainDataset, request_for(config, tokenizer_path, max_bad_fraction=0.2))

@@ -25,15 +25,11 @@ from engine.evaluate import validation_loss
 from engine.parallel import TrainingModule, broadcast_trainables, check_trainables_agree
 from engine.running_stats import RunningStats
 from engine.train_loop import Position, Trainer
-from test_engine_fakes import ToyModel, empty_batch, make_trainer, toy_batch
+from support.engine_doubles import ToyModel, empty_batch, make_trainer, run_epoch, toy_batch
 from util.distributed import DistributedContext
 from util.lr_schedule import learning_rate
 
 CPU = torch.device("cpu")
-
-
-def never_stop(position: Position) -> bool:
-    return False
 
 
 def trainable_copy(model: ToyModel) -> dict[str, torch.Tensor]:
@@ -44,8 +40,8 @@ def test_accumulated_micro_batches_step_as_one_batch_of_their_samples():
     first, second = toy_batch(1), toy_batch(2)
     joined = {key: torch.cat([first[key], second[key]]) for key in ("tokens", "labels", "images", "has_image")}
     accumulated, single = ToyModel(), ToyModel()
-    make_trainer(accumulated, accum_iter=2, epochs=1).train_one_epoch([first, second], 2, Position(0, 0, 0), never_stop)
-    make_trainer(single, accum_iter=1, epochs=1).train_one_epoch([joined], 1, Position(0, 0, 0), never_stop)
+    run_epoch(make_trainer(accumulated, accum_iter=2, epochs=1), [first, second], 2, Position(0, 0, 0))
+    run_epoch(make_trainer(single, accum_iter=1, epochs=1), [joined], 1, Position(0, 0, 0))
     after_accumulated, after_single = trainable_copy(accumulated), trainable_copy(single)
     assert after_accumulated.keys() == after_single.keys()
     for name in after_single:
@@ -68,7 +64,7 @@ def test_learning_rate_follows_the_schedule_at_every_step_also_from_mid_epoch():
         for epoch in epochs:
             begin = start if epoch == start.epoch else Position(epoch, 0, 0)
             batches = [toy_batch(10 * epoch + i) for i in range(begin.step_in_epoch, batches_in_epoch)]
-            stats = trainer.train_one_epoch(batches, batches_in_epoch, begin, record)
+            stats = run_epoch(trainer, batches, batches_in_epoch, begin, record)
             seen.append(stats["lr"])  # the epoch's last step is not handed to between_steps
         return seen
 
@@ -89,7 +85,7 @@ def test_a_non_finite_loss_stops_at_the_next_check_naming_its_step():
         return False
 
     with pytest.raises(NonFiniteLossError, match=r"optimizer step 3 of the run \(epoch 0, step 3 of the epoch\)"):
-        trainer.train_one_epoch([toy_batch(i) for i in range(6)], 6, Position(0, 0, 0), save_every_step)
+        run_epoch(trainer, [toy_batch(i) for i in range(6)], 6, Position(0, 0, 0), save_every_step)
     assert checked == [1, 2]  # nothing after the bad step was let through
 
 
@@ -98,7 +94,7 @@ def test_a_non_finite_loss_between_progress_lines_is_found_at_the_epoch_end():
     model.nan_at_call = 1
     trainer = make_trainer(model, epochs=1, print_freq=100)
     with pytest.raises(NonFiniteLossError, match="optimizer step 2 of the run"):
-        trainer.train_one_epoch([toy_batch(i) for i in range(4)], 4, Position(0, 0, 0), never_stop)
+        run_epoch(trainer, [toy_batch(i) for i in range(4)], 4, Position(0, 0, 0))
 
 
 def test_a_non_finite_trainable_value_is_refused_before_saving():
@@ -112,7 +108,7 @@ def test_a_non_finite_trainable_value_is_refused_before_saving():
         return False
 
     with pytest.raises(NonFiniteLossError, match=r"non-finite values after optimizer step 1 of the run \(epoch 0, step 1"):
-        trainer.train_one_epoch([toy_batch(i) for i in range(3)], 3, Position(0, 0, 0), overflow_then_save)
+        run_epoch(trainer, [toy_batch(i) for i in range(3)], 3, Position(0, 0, 0), overflow_then_save)
 
 
 def test_an_empty_batch_takes_a_step_with_zero_gradients():
@@ -125,7 +121,7 @@ def test_an_empty_batch_takes_a_step_with_zero_gradients():
         positions.append(position)
         return True
 
-    assert trainer.train_one_epoch([empty_batch(), toy_batch(3)], 2, Position(0, 0, 0), stop_after_first) is None
+    assert run_epoch(trainer, [empty_batch(), toy_batch(3)], 2, Position(0, 0, 0), stop_after_first) is None
     assert positions == [Position(0, 1, 1)]
     # AdamW's first step on zero gradients moves nothing (there is no weight decay here).
     for name, value in trainable_copy(model).items():
@@ -136,7 +132,7 @@ def test_bad_samples_are_summed_over_the_epoch_and_checked_at_its_end():
     checks = []
     trainer = make_trainer(ToyModel(), epochs=1, check=lambda skipped, seen, **kw: checks.append((skipped, seen, kw)))
     batches = [empty_batch({"missing_image": 2}), toy_batch(3, skipped={"unreadable_image": 1})]
-    stats = trainer.train_one_epoch(batches, 2, Position(0, 0, 0), never_stop)
+    stats = run_epoch(trainer, batches, 2, Position(0, 0, 0))
     assert stats["samples"] == 2
     assert stats["bad_samples"] == {"missing_image": 2, "unreadable_image": 1}
     assert checks[-1] == ({"missing_image": 2, "unreadable_image": 1}, 5, {"min_seen": 0})
@@ -156,7 +152,7 @@ def test_epoch_stats_and_progress_lines(caplog, tmp_path):
     model.forward = recording_forward
     trainer = make_trainer(model, epochs=1, print_freq=2, step_loss_path=tmp_path / "steps.jsonl")
     with caplog.at_level(logging.INFO, logger="util.metrics"):
-        stats = trainer.train_one_epoch([toy_batch(i) for i in range(5)], 5, Position(0, 0, 0), never_stop)
+        stats = run_epoch(trainer, [toy_batch(i) for i in range(5)], 5, Position(0, 0, 0))
     assert stats["loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-12)
     assert math.isfinite(stats["grad_norm"]) and stats["grad_norm"] > 0
     lines = [record.getMessage() for record in caplog.records if record.name == "util.metrics"]
@@ -241,7 +237,7 @@ def _ddp_worker(rank: int, port: int, results: dict) -> None:
         # Rank 1's first batch lost every sample; the ranks must still step together.
         batches = [empty_batch() if rank == 1 else toy_batch(100), toy_batch(101 + rank),
                    toy_batch(200 + rank), toy_batch(300 + rank)]
-        stats = trainer.train_one_epoch(batches, 4, Position(0, 0, 0), never_stop)
+        stats = run_epoch(trainer, batches, 4, Position(0, 0, 0))
         flat = torch.cat([p.detach().flatten() for p in model.trainable_parameters().values()])
         gathered = [torch.zeros_like(flat) for _ in range(2)]
         dist.all_gather(gathered, flat)

@@ -7,13 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from engine.arguments import HARMLESS_ON_RESUME, build_parser
+from engine.flags import DEFAULT_IMAGEBIND_PATH, HARMLESS_ON_RESUME, IMAGEBIND_ENV, build_parser, derive_settings
 from engine.data_source import epoch_loader
 from engine.errors import SetupError, user_message
 from engine.optimizer import ADAMW_BETAS, build_optimizer, weight_decay_groups
 from engine.precision import check_precision, default_precision, grad_scaler
-from engine.settings import DEFAULT_IMAGEBIND_PATH, IMAGEBIND_ENV, derive_settings
-from test_engine_fakes import BatchDataset, ListSampler, toy_batch, unwrap_single
+from support.engine_doubles import BatchDataset, ListSampler, toy_batch, unwrap_single
 from util.distributed import DistributedContext
 
 CPU = torch.device("cpu")

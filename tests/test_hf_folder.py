@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from model.convert import main as convert_main
-from model.hf_folder import HFLlamaState
-from model.llama_folder import choose_llama_type, llama_model_dir, load_tokenizer, read_params
-from model.meta_folder import read_meta_params
-from model.weights import build_from_files
-from test_adapter_helpers import TINY_IMAGEBIND, random_images, random_tokens, tiny_model
-from test_hf_helpers import save_hf_folder, tiny_hf_model, transformer_from_folder
+from model.files.hf_folder import HFLlamaState
+from model.files.llama_folder import choose_llama_type, llama_model_dir, load_tokenizer, read_params
+from model.files.meta_folder import read_meta_params
+from model.files.build import build_from_files
+from support.tiny_models import TINY_IMAGEBIND, random_images, random_tokens, tiny_model
+from support.hf_folders import save_hf_folder, tiny_hf_model, transformer_from_folder
 
 VOCAB = 61
 SEQ = 12

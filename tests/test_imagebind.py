@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from model.imagebind import ImageBindModel, ModalityType, imagebind_huge
-from model.imagebind_preprocessors import conv_output_shape
+from model.imagebind.preprocessors import conv_output_shape
 
 CONTRACTS = Path(__file__).resolve().parent / "contracts"
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from model.hf_layout import params_from_hf_config, state_dict_from_hf
+from model.files.hf_layout import params_from_hf_config, state_dict_from_hf
 from model.llama import ModelArgs, Transformer, apply_rotary_emb, rotary_tables
-from test_adapter_helpers import random_tokens, randomise_
+from support.tiny_models import random_tokens, randomise_
 
 SEQ = 12
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from exps.tiny_assets import TinyAssets, write_tiny_assets
-from model.base_record import describe_base
+from model.files.llama_folder import open_llama_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OTHER_BASE = "other_base"
@@ -59,8 +59,8 @@ def finetune(assets: TinyAssets, pretrained: Path, output_dir: Path, *extra: str
 
 def test_a_checkpoint_records_the_base_it_was_trained_on(assets, pretrained):
     recorded = torch.load(pretrained, weights_only=True)["base"]
-    assert recorded == describe_base(assets.llama_dir, assets.llama_type)
-    assert recorded != describe_base(assets.llama_dir, OTHER_BASE)
+    assert recorded == open_llama_folder(assets.llama_dir, assets.llama_type).base_record
+    assert recorded != open_llama_folder(assets.llama_dir, OTHER_BASE).base_record
 
 
 def test_finetuning_on_another_base_warns_naming_both(assets, pretrained, tmp_path):

@@ -124,7 +124,7 @@ def test_a_checkpoint_holds_the_released_layout_and_the_trainables_optimizer_sta
     assert tensor_bytes < path.stat().st_size < tensor_bytes + 256 * 1024
     assert path.stat().st_size < frozen_bytes
     assert (checkpoint["epoch"], checkpoint["step_in_epoch"], checkpoint["global_step"]) == (3, 0, 36)
-    assert checkpoint["phase"] == "pretrain" and checkpoint["llama_type"] == assets.llama_type
+    assert checkpoint["phase"] == "pretrain" and checkpoint["base"]["llama_type"] == assets.llama_type
 
 
 def test_finetuning_from_the_released_layout_of_a_pretraining_checkpoint_lowers_the_loss(pretrained, assets, tmp_path):

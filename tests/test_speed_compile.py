@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from engine.compilation import compile_blocks
-from test_adapter_helpers import random_images, random_tokens, tiny_model
+from engine.model_setup import compile_blocks
+from support.tiny_models import random_images, random_tokens, tiny_model
 
 VOCAB = 64
 

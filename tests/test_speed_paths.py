@@ -21,8 +21,8 @@ from engine.model_setup import SpeedSettings, prepare_for_training
 from engine.train_loop import Position
 from model.adapter import answer_loss, gathered_answer_loss, masked_answer_loss
 from model.llama import RMSNorm
-from test_adapter_helpers import random_images, random_tokens, tiny_model
-from test_engine_fakes import make_trainer
+from support.tiny_models import random_images, random_tokens, tiny_model
+from support.engine_doubles import make_trainer, run_epoch
 
 SEQ = 12
 VOCAB = 64
@@ -123,7 +123,7 @@ def test_an_optimizer_step_through_the_trainer_is_the_same_with_activation_check
     for checkpointing in (False, True):
         model = tiny_model("finetune")
         prepare_for_training(model, SpeedSettings(activation_checkpointing=checkpointing))
-        make_trainer(model, epochs=1).train_one_epoch([batch], 1, Position(0, 0, 0), lambda position: False)
+        run_epoch(make_trainer(model, epochs=1), [batch], 1, Position(0, 0, 0))
         after.append({name: param.detach().clone() for name, param in model.trainable_parameters().items()})
     assert all(torch.equal(after[0][name], after[1][name]) for name in after[0])
     assert not torch.equal(after[0]["llama.norm.weight"], tiny_model("finetune").llama.norm.weight)  # it stepped

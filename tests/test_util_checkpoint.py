@@ -15,7 +15,6 @@ from util.checkpoint import (
     find_latest_checkpoint,
     last_checkpoint_path,
     prune_checkpoints,
-    read_checkpoint,
     save_checkpoint,
 )
 
@@ -135,14 +134,3 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(tmp_path / "checkpoint-1.pth").st_mode & 0o777 == 0o666 & ~umask
-
-
-def test_read_checkpoint_names_the_file_when_missing_or_truncated(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint-7.pth"):
-        read_checkpoint(tmp_path / "checkpoint-7.pth")
-    atomic_save(_state(1.0), tmp_path / "whole.pth")
-    assert read_checkpoint(tmp_path / "whole.pth")["epoch"] == 1
-    data = (tmp_path / "whole.pth").read_bytes()
-    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
-    with pytest.raises(RuntimeError, match="cut.pth.*incomplete"):
-        read_checkpoint(tmp_path / "cut.pth")

@@ -1,4 +1,4 @@
-"""util.lr_schedule: linear warm-up, half-cycle cosine, the min_lr floor, the batch scaling rule, the setter."""
+"""util.lr_schedule: linear warm-up, half-cycle cosine, the min_lr floor, the checks, the batch scaling rule, the setter."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from util.lr_schedule import absolute_lr, learning_rate, set_learning_rate
+from util.lr_schedule import absolute_lr, check_schedule, learning_rate, set_learning_rate
 
 # 5 warm-up epochs of 150, the published pre-training recipe's shape.
 SCHEDULE = dict(base_lr=1e-3, min_lr=1e-5, warmup_epochs=5, total_epochs=150)
@@ -65,7 +65,7 @@ def test_warmup_over_the_whole_run():
 )
 def test_bad_schedules_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
-        learning_rate(1.0, **{**SCHEDULE, **overrides})
+        check_schedule(**{**SCHEDULE, **overrides})
 
 
 def test_absolute_lr_scales_blr_by_the_effective_batch_over_256():
@@ -76,8 +76,8 @@ def test_absolute_lr_scales_blr_by_the_effective_batch_over_256():
         absolute_lr(1e-3, 0)
 
 
-def test_set_learning_rate_honours_lr_scale():
+def test_set_learning_rate_sets_every_group():
     weights, biases = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
-    optimizer = torch.optim.AdamW([{"params": [weights]}, {"params": [biases], "lr_scale": 0.1}], lr=1.0)
+    optimizer = torch.optim.AdamW([{"params": [weights]}, {"params": [biases], "weight_decay": 0.0}], lr=1.0)
     set_learning_rate(optimizer, 0.5)
-    assert [group["lr"] for group in optimizer.param_groups] == [0.5, 0.05]
+    assert [group["lr"] for group in optimizer.param_groups] == [0.5, 0.5]

@@ -10,26 +10,16 @@ import pytest
 import torch
 
 import model as model_package
-from model.llama_folder import choose_llama_type, llama_model_dir
-from model.meta_folder import merged_llama_state_dict
-from model.weights import build_from_files, read_adapter_checkpoint
-from test_adapter_helpers import TINY_IMAGEBIND, random_images, random_tokens, tiny_model, write_user_files
+from model.files.llama_folder import choose_llama_type, llama_model_dir, open_llama_folder
+from model.files.meta_folder import merged_llama_state_dict
+from model.files.adapter_checkpoint import read_adapter_checkpoint
+from model.files.build import build_from_files
+from support.tiny_models import (
+    TINY_IMAGEBIND, random_images, random_tokens, save_checkpoint, split_like_meta, tiny_model, write_user_files,
+)
 
 # How Meta's model-parallel files split each weight (fairscale: ColumnParallelLinear by output rows,
 # RowParallelLinear by input columns, ParallelEmbedding by embedding width; norms replicated).
-META_SPLIT_DIM = {"wq": 0, "wk": 0, "wv": 0, "w1": 0, "w3": 0, "output": 0, "wo": 1, "w2": 1, "tok_embeddings": 1}
-
-
-def split_like_meta(state: dict[str, torch.Tensor], n_shards: int) -> list[dict[str, torch.Tensor]]:
-    shards = [{} for _ in range(n_shards)]
-    for key, tensor in state.items():
-        dim = META_SPLIT_DIM.get(key.rsplit(".", 2)[-2])
-        pieces = tensor.chunk(n_shards, dim=dim) if dim is not None else [tensor] * n_shards
-        for shard, piece in zip(shards, pieces):
-            shard[key] = piece.clone()
-    return shards
-
-
 @pytest.fixture
 def source(tokenizer):
     return tiny_model("finetune", tokenizer=tokenizer).eval()
@@ -38,11 +28,6 @@ def source(tokenizer):
 @pytest.fixture
 def user_files(tmp_path, source, tokenizer_path):
     return write_user_files(tmp_path, source, tokenizer_path)
-
-
-def save_checkpoint(path: Path, model_state: dict, **records) -> Path:
-    torch.save({"model": model_state, **records}, path)
-    return path
 
 
 def assert_same_tensors(a: dict, b: dict):
@@ -120,7 +105,7 @@ def test_a_pretrained_file_starts_fine_tuning_with_fresh_bias_and_lora(tmp_path,
     pretrained = tiny_model("pretrain", tokenizer=tokenizer).eval()
     llama_dir, imagebind_path = write_user_files(tmp_path, pretrained, tokenizer_path)
     checkpoint = save_checkpoint(tmp_path / "pretrained.pth", pretrained.state_dict_released())
-    with caplog.at_level(logging.INFO, logger="model.weights"):
+    with caplog.at_level(logging.INFO, logger="model.files.build"):
         built = build_from_files(llama_dir, "7B", imagebind_path, "finetune", TINY_IMAGEBIND, checkpoint=checkpoint)
     n_pretrained, n_finetuned = len(pretrained.state_dict_released()), len(built.state_dict_released())
     assert f"loaded {n_pretrained} tensors, missing {n_finetuned - n_pretrained} (" in caplog.text  # the biases and LoRA
@@ -172,8 +157,9 @@ def test_model_load_reads_what_our_checkpoints_record(tmp_path, tokenizer, token
     (llama_dir / "tiny_base" / "params.json").write_text(json.dumps(params))
     (llama_dir / "other_base").mkdir()  # two bases: only the record can choose
     (llama_dir / "other_base" / "params.json").write_text(json.dumps(params))
-    checkpoint = save_checkpoint(tmp_path / "checkpoint-3.pth", pretrained.state_dict_released(), params=params,
-                                 imagebind_args=TINY_IMAGEBIND, llama_type="tiny_base", epoch=3)
+    base = open_llama_folder(llama_dir, "tiny_base").base_record
+    checkpoint = save_checkpoint(tmp_path / "checkpoint-3.pth", pretrained.state_dict_released(), base=base,
+                                 imagebind_args=TINY_IMAGEBIND, epoch=3)
     assert read_adapter_checkpoint(checkpoint).llama_type == "tiny_base"
     loaded = model_package.load(checkpoint, llama_dir, imagebind_path, device="cpu")
     assert loaded.phase == "pretrain" and loaded.llama.args.vocab_size == tokenizer.n_words
@@ -187,3 +173,14 @@ def test_frozen_dtype_applies_to_file_tensors(source, user_files):
     assert built.llama.layers[0].attention.wq.bias.dtype == torch.float32
     assert built.image_bind_proj.weight.dtype == torch.float32  # frozen while fine-tuning, but released: kept exact
     torch.testing.assert_close(built.llama.output.weight.float(), source.llama.output.weight, rtol=1e-2, atol=1e-2)
+
+
+def test_reading_a_checkpoint_names_the_file_when_missing_or_truncated(tmp_path, source):
+    with pytest.raises(FileNotFoundError, match="checkpoint-7.pth"):
+        read_adapter_checkpoint(tmp_path / "checkpoint-7.pth")
+    whole = save_checkpoint(tmp_path / "whole.pth", source.state_dict_released(), epoch=1)
+    assert read_adapter_checkpoint(whole).contents["epoch"] == 1
+    data = whole.read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.pth.*incomplete"):
+        read_adapter_checkpoint(tmp_path / "cut.pth")

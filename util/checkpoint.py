@@ -11,7 +11,6 @@ Layout of an output folder:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -156,25 +155,3 @@ def prune_checkpoints(output_dir: str | Path, keep_last: int | None, protect: st
         logger.info("deleted %d old checkpoint(s) (--keep_last %d): %s",
                     len(deleted), keep_last, ", ".join(p.name for p in deleted))
     return deleted
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file onto the CPU, with a message that says what is wrong when it cannot.
-
-    The file is memory-mapped: a tensor is read from disk when it is used (a 7B pre-training
-    checkpoint with its optimizer state is about 7 GB, and every rank reads it when resuming).
-    Only tensors, plain Python containers and numbers load (torch's weights_only), and the
-    argparse.Namespace that the reference's checkpoints keep under 'args', so that such a file
-    loads and the caller can say what it is rather than call it unreadable.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; check --resume or the output folder")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:
-        raise RuntimeError(
-            f"cannot read checkpoint {path} ({type(error).__name__}: {error}); "
-            "the file may be incomplete (copied while being written?) or not a torch checkpoint"
-        ) from error

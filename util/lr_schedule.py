@@ -31,9 +31,9 @@ def check_schedule(base_lr: float, min_lr: float, warmup_epochs: float, total_ep
 def learning_rate(epoch: float, base_lr: float, min_lr: float, warmup_epochs: float, total_epochs: float) -> float:
     """The rate at a fractional epoch: 0 -> base_lr linearly over warm-up, then cosine to min_lr.
 
-    Past `total_epochs` the rate stays at `min_lr` (the cosine would climb back up).
+    Past `total_epochs` the rate stays at `min_lr` (the cosine would climb back up). The settings
+    are checked once, by check_schedule, before a run starts: this is called every step.
     """
-    check_schedule(base_lr, min_lr, warmup_epochs, total_epochs)
     if epoch < 0:
         raise ValueError(f"epoch {epoch} must not be negative")
     if epoch < warmup_epochs:
@@ -53,6 +53,6 @@ def absolute_lr(blr: float, effective_batch_size: int) -> float:
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Give every parameter group `lr`, times the group's `lr_scale` where it has one."""
+    """Give every parameter group `lr`."""
     for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
+        group["lr"] = lr

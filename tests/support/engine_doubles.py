@@ -146,22 +146,11 @@ def make_trainer(model: ToyModel, *, accum_iter: int = 1, epochs: int = 2, lr: f
 
 # -- the stand-ins keep the contracts ----------------------------------------------------------------
 
-def test_toy_model_loss_is_a_scalar_with_gradients_only_for_trainables():
-    model = ToyModel()
-    batch = toy_batch(1)
-    loss = model(batch["tokens"], batch["labels"], batch["images"], batch["has_image"])
-    assert loss.shape == () and torch.isfinite(loss)
-    loss.backward()
-    assert set(model.trainable_parameters()) == {"image_proj.weight", "image_proj.bias", "output.weight", "output.bias"}
-    assert model.embed.weight.grad is None
-    assert all(p.grad is not None for p in model.trainable_parameters().values())
 
-
-def test_list_sampler_resumes_after_the_batches_done():
-    sampler = ListSampler([[[0], [1], [2]], [[3], [4]]])
-    state = sampler.state_dict(2)
-    resumed = ListSampler(sampler.batches_per_epoch)
-    resumed.load_state_dict(state)
-    resumed.set_epoch(0)
-    assert list(resumed) == [[2]] and len(resumed) == 3
-    assert sampler.state_dict(3) == {"epoch": 1, "batches_done": 0}
+def run_epoch(trainer: Trainer, batches, batches_in_epoch: int, start, after_step=None) -> dict | None:
+    """Drive Trainer.train_epoch as the run does: `after_step(position)` after every step but the
+    last (True: stop there, returning None), then the epoch's stats."""
+    for position in trainer.train_epoch(batches, batches_in_epoch, start):
+        if after_step is not None and after_step(position):
+            return None
+    return trainer.finish_epoch()

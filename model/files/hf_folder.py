@@ -4,7 +4,7 @@ The folder save_pretrained writes: `config.json` and the weights as `model.safet
 `model-0000N-of-0000M.safetensors` listed in `model.safetensors.index.json` (the same with
 `pytorch_model*.bin`). Safetensors files are read with the `safetensors` package, a tensor at a
 time; .bin files are memory-mapped. Tensors come out under Meta's names with the rotary row order
-of wq / wk undone (model/hf_layout.py), so a Hugging Face folder works wherever a Meta folder does.
+of wq / wk undone (model/files/hf_layout.py), so a Hugging Face folder works wherever a Meta folder does.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from safetensors import safe_open
 
-from model.hf_layout import EMBEDDING_KEY, OUTPUT_KEY, MetaName, hf_rows_of, meta_names, params_from_hf_config, to_meta
-from model.tensor_files import load_tensors
+from model.files.hf_layout import EMBEDDING_KEY, OUTPUT_KEY, MetaName, hf_rows_of, meta_names, params_from_hf_config, to_meta
+from model.files.tensor_files import load_tensors
 
 PathLike = str | os.PathLike
 

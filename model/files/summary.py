@@ -21,9 +21,9 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
+from model.files.adapter_checkpoint import LEGACY_PREFIX, PREFIX, phase_of_keys
+from model.files.tensor_files import load_tensors
 from model.layout import BRIDGE_MODULES, PREFIX_MODULE
-from model.tensor_files import load_tensors
-from model.weights import LEGACY_PREFIX, PREFIX, phase_of_keys
 
 PathLike = str | os.PathLike
 
@@ -31,7 +31,7 @@ RELEASED_PRETRAIN, RELEASED_FINETUNE = "released pretrain", "released finetune"
 TRAINING_CHECKPOINT = "our training checkpoint"
 META_SHARD, HF_SHARD, IMAGEBIND, UNKNOWN = "Meta LLaMA shard", "Hugging Face LLaMA shard", "ImageBind", "unknown"
 
-# Keys only our training checkpoints hold at the top level (engine/checkpointing.py, model/base_record.py).
+# Keys only our training checkpoints hold at the top level (engine/checkpoint.py, model/files/base_record.py).
 OUR_RECORD_KEYS = ("format_version", "phase", "base")
 POSITION_KEYS = ("epoch", "step_in_epoch", "global_step")
 _ADAPTER_TOP_MODULES = set(BRIDGE_MODULES) | {PREFIX_MODULE}
@@ -66,7 +66,7 @@ class FileSummary:
     other: TensorStats
     """Every other tensor (an optimizer's state, ...)."""
     base: dict[str, Any] | None
-    """The base record, or what older checkpoints record of it (llama_type, params); None: nothing."""
+    """The base record (llama_type, params, fingerprint); None: the file records none (the released files)."""
     position: dict[str, int]
     """epoch, step_in_epoch, global_step: those present."""
     top_level_keys: list[str]
@@ -112,13 +112,6 @@ def _flat_layout(keys: list[str]) -> str:
     return UNKNOWN
 
 
-def _recorded_base(raw: Mapping[str, Any]) -> dict[str, Any] | None:
-    if raw.get("base") is not None:
-        return dict(raw["base"])
-    partial = {key: raw[key] for key in ("llama_type", "params") if raw.get(key) is not None}
-    return partial or None
-
-
 def summarize_file(path: PathLike) -> FileSummary:
     """Describe the torch.save file at `path` (memory-mapped; nothing is built)."""
     if not Path(path).is_file():
@@ -132,7 +125,7 @@ def summarize_file(path: PathLike) -> FileSummary:
         phase = raw.get("phase") if ours and raw.get("phase") else phase_of_keys(raw["model"])
         layout = TRAINING_CHECKPOINT if ours else RELEASED_FINETUNE if phase == "finetune" else RELEASED_PRETRAIN
         others = {key: value for key, value in raw.items() if key != "model"}
-        return FileSummary(str(path), layout, phase, _stats(raw["model"]), _stats(others), _recorded_base(raw),
+        return FileSummary(str(path), layout, phase, _stats(raw["model"]), _stats(others), raw.get("base"),
                            {key: int(raw[key]) for key in POSITION_KEYS if isinstance(raw.get(key), int)}, list(raw))
     keys = list(raw) if isinstance(raw, Mapping) else []
     layout = _flat_layout(keys) if keys and all(isinstance(key, str) for key in keys) else UNKNOWN

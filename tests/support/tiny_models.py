@@ -1,5 +1,5 @@
-"""Builders shared by the model tests (this file holds no test): tiny models with random tensors,
-and the tiny files a user would have (LLaMA folder, tokenizer, ImageBind weights)."""
+"""Tiny models with random tensors, and the tiny files a user would have (LLaMA folder, tokenizer,
+ImageBind weights, adapter checkpoints)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from torch import nn
 from model.adapter import ImageBindLLM
 from model.layout import BRIDGE_MODULES, PREFIX_MODULE
 from model.llama import ModelArgs
-from model.meta_folder import write_llama_folder
-from model.weights import meta_llama_keys
+from model.files.meta_folder import write_llama_folder
+from model.files.build import meta_llama_keys
 
 # Every branch one block of width 16: seconds on a CPU, 224 x 224 images as the real model.
 TINY_IMAGEBIND = {f"{m}_{k}": v for m in ("vision", "text", "audio", "depth", "thermal", "imu")
@@ -77,3 +77,21 @@ def write_user_files(root: Path, model: ImageBindLLM, tokenizer_path: Path, llam
     imagebind_path = root / "imagebind_tiny.pth"
     torch.save(model.image_bind.state_dict(), imagebind_path)
     return llama_dir, imagebind_path
+
+
+META_SPLIT_DIM = {"wq": 0, "wk": 0, "wv": 0, "w1": 0, "w3": 0, "output": 0, "wo": 1, "w2": 1, "tok_embeddings": 1}
+
+
+def split_like_meta(state: dict[str, torch.Tensor], n_shards: int) -> list[dict[str, torch.Tensor]]:
+    shards = [{} for _ in range(n_shards)]
+    for key, tensor in state.items():
+        dim = META_SPLIT_DIM.get(key.rsplit(".", 2)[-2])
+        pieces = tensor.chunk(n_shards, dim=dim) if dim is not None else [tensor] * n_shards
+        for shard, piece in zip(shards, pieces):
+            shard[key] = piece.clone()
+    return shards
+
+
+def save_checkpoint(path: Path, model_state: dict, **records) -> Path:
+    torch.save({"model": model_state, **records}, path)
+    return path

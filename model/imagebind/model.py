@@ -4,9 +4,9 @@ A modality is four parts registered under its name, each in a ModuleDict named a
 public code and in `imagebind_huge.pth`:
 
     modality_preprocessors[m]   raw tensor -> Tokens (tokens [B, L, D], trunk mask, head inputs)
-    modality_trunks[m]          transformer blocks                  (imagebind_trunk.py)
-    modality_heads[m]           one token -> LayerNorm -> projection (imagebind_heads.py)
-    modality_postprocessors[m]  unit L2 norm (x logit scale)         (imagebind_heads.py)
+    modality_trunks[m]          transformer blocks                  (trunk.py)
+    modality_heads[m]           one token -> LayerNorm -> projection (heads.py)
+    modality_postprocessors[m]  unit L2 norm (x logit scale)         (heads.py)
 
 `forward({m: x})` runs only the modalities asked for, and a model may hold only some of them
 (`keep_modalities` drops the rest to save memory). Inputs with 5 or more dims carry a clips axis,
@@ -25,11 +25,11 @@ from typing import Mapping, Sequence
 
 from torch import Tensor, nn
 
-from model.imagebind_heads import L2Normalize, cls_head, normalize_and_scale, text_head
-from model.imagebind_preprocessors import (
+from model.imagebind.heads import L2Normalize, cls_head, normalize_and_scale, text_head
+from model.imagebind.preprocessors import (
     IMAGE_SIZE, TextPreprocessor, Tokens, imu_preprocessor, single_channel_preprocessor, vision_preprocessor,
 )
-from model.imagebind_trunk import Trunk
+from model.imagebind.trunk import Trunk
 
 
 class ModalityType:

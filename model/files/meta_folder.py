@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
-from model.tensor_files import load_tensors, save_tensors
+from model.files.tensor_files import load_tensors, save_tensors
 
 logger = logging.getLogger(__name__)
 

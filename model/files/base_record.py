@@ -23,11 +23,12 @@ from typing import Any, Mapping, Protocol, Sequence
 import torch
 
 from model.llama import PARAMS_JSON_FIELDS, ModelArgs
-from model.llama_folder import DEFAULT_LLAMA_TYPE, llama_model_dir, llama_state_dict, read_params
 
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
+
+DEFAULT_LLAMA_TYPE = "7B_chinese"  # the reference's default; the released checkpoints were trained on it
 
 FINGERPRINT_KEYS = ("tok_embeddings.weight", "layers.0.attention.wq.weight", "layers.0.attention.wk.weight",
                     "norm.weight", "output.weight")
@@ -43,7 +44,7 @@ RELEASED_BASE_NOTE = (
 
 class RowReader(Protocol):
     """A lazy LLaMA state dict that reads a tensor's shape and a few of its rows without the rest
-    (meta_folder.MergedShards, hf_folder.HFLlamaState)."""
+    (meta_folder.MergedShards, hf_folder.HFLlamaState); LlamaFolder.base_record() fingerprints one."""
 
     def shape(self, key: str) -> torch.Size: ...
 
@@ -62,13 +63,6 @@ def fingerprint(state: RowReader) -> str:
     return digest.hexdigest()[:FINGERPRINT_HEX_DIGITS]
 
 
-def describe_base(llama_dir: PathLike, llama_type: str) -> dict[str, Any]:
-    """The base record of LLAMA_DIR/<llama_type>: {'llama_type', 'params', 'fingerprint'}."""
-    model_dir = llama_model_dir(llama_dir, llama_type)
-    return {"llama_type": llama_type, "params": read_params(model_dir),
-            "fingerprint": fingerprint(llama_state_dict(model_dir))}
-
-
 def model_shape(params: Mapping[str, Any]) -> dict[str, Any]:
     """What params.json fixes about the computation, written one way: a Meta params.json and the
     one made from a Hugging Face config.json of the same model give the same dict."""
@@ -81,41 +75,33 @@ def model_shape(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def base_differences(recorded: Mapping[str, Any], loaded: Mapping[str, Any]) -> list[str]:
-    """How the loaded base differs from the recorded one, one line each ([] when they match).
-
-    Without a recorded fingerprint (checkpoints that record only llama_type and params) the
-    folder's name is all that tells 7B from 7B_chinese, so a different llama_type counts.
-    """
+    """How the loaded base differs from the recorded one, one line each ([] when they match)."""
     differences = []
-    if recorded.get("fingerprint") is not None:
-        if recorded["fingerprint"] != loaded["fingerprint"]:
-            differences.append(f"fingerprint {recorded['fingerprint']} (checkpoint) != {loaded['fingerprint']} (loaded)")
-    elif recorded.get("llama_type") and recorded["llama_type"] != loaded["llama_type"]:
-        differences.append(f"llama_type {recorded['llama_type']!r} (checkpoint) != {loaded['llama_type']!r} (loaded)")
-    if recorded.get("params") is not None:
-        saved, now = model_shape(recorded["params"]), model_shape(loaded["params"])
-        differences += [f"{key} {saved[key]} (checkpoint) != {now[key]} (loaded)"
-                        for key in saved if key in now and saved[key] != now[key]]
+    if recorded["fingerprint"] != loaded["fingerprint"]:
+        differences.append(f"fingerprint {recorded['fingerprint']} (checkpoint) != {loaded['fingerprint']} (loaded)")
+    saved, now = model_shape(recorded["params"]), model_shape(loaded["params"])
+    differences += [f"{key} {saved[key]} (checkpoint) != {now[key]} (loaded)"
+                    for key in saved if key in now and saved[key] != now[key]]
     return differences
 
 
 def _describe(record: Mapping[str, Any], where: PathLike | None = None) -> str:
     name = record.get("llama_type") or "(unnamed)"
-    return f"{name}{f' at {where}' if where else ''} (fingerprint {record.get('fingerprint') or 'not recorded'})"
+    return f"{name}{f' at {where}' if where else ''} (fingerprint {record['fingerprint']})"
 
 
 def check_base(source: str, recorded: Mapping[str, Any] | None, loaded: Mapping[str, Any],
                loaded_dir: PathLike) -> list[str]:
     """Log, once, how the base a checkpoint records compares with the one loaded; returns the differences.
 
-    recorded None (the released files, or files of ours older than the record): a note that says
+    recorded None (the released files): a note that says
     which base the released files need (a warning unless 7B_chinese is what is loaded). A
     difference: one multi-line WARNING naming both bases and what differs. A match: nothing.
     """
     if recorded is None:
         log = logger.info if loaded["llama_type"] == DEFAULT_LLAMA_TYPE else logger.warning
-        log("%s carries no base record (it is a released file, or was written before checkpoints recorded their "
-            "base), so it cannot be checked against the LLaMA loaded, %s at %s.\n%s",
+        log("%s carries no base record (it is a released file), so it cannot be checked against the LLaMA loaded, "
+            "%s at %s.\n%s",
             source, loaded["llama_type"], loaded_dir, RELEASED_BASE_NOTE)
         return []
     differences = base_differences(recorded, loaded)

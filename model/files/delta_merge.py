@@ -4,7 +4,7 @@ The arithmetic is the published script's (LLaMA-Adapter's imagebind_LLM/tools/ge
 every tensor but Meta's `rope.freqs` is `(base.float() + delta.float()).half()`, and params.json is
 the delta's. Unlike that script, which holds both files and the result in memory (about 40 GB at
 7B), the inputs are memory-mapped and each merged tensor goes to disk as soon as it is computed
-(model/tensor_files.py), so the process's own memory holds about one float32 tensor at a time
+(model/files/tensor_files.py), so the process's own memory holds about one float32 tensor at a time
 (measured at LLaMA-7B's shapes, 2026-11-25: 1.25 GiB anonymous memory at the peak, 96 s; the
 kernel's page cache holds what it can spare of the files, and gives it back under pressure). The
 output needs twice its size in free disk while it is written (13.5 GB, staged, then the file).
@@ -20,7 +20,7 @@ from typing import Iterator, Mapping
 
 import torch
 
-from model.meta_folder import (
+from model.files.meta_folder import (
     MergedShards, merged_llama_state_dict, prepare_llama_folder, read_meta_params, write_llama_folder,
 )
 

@@ -1,4 +1,4 @@
-"""Builders for the Hugging Face tests (this file holds no test): tiny LlamaForCausalLM models saved
+"""Builders for the Hugging Face tests: tiny LlamaForCausalLM models saved
 as users hold them, and our Transformer loaded from a folder."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from model.llama import ModelArgs, Transformer
-from model.llama_folder import llama_state_dict, read_params
-from test_adapter_helpers import randomise_
+from model.files.llama_folder import llama_state_dict, read_params
+from support.tiny_models import randomise_
 
 SHARD_SIZE = "20KB"  # the tiny models below come out as several shards with an index file
 TINY_HF_SHAPE = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,

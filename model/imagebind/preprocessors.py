@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-IMAGE_SIZE = 224  # the public code builds every image-like positional embedding for 224 x 224
+from model.tokenizer import IMAGE_SIZE
+
 TEXT_CONTEXT_LENGTH = 77
 TEXT_VOCAB_SIZE = 49408
 IMU_CHANNELS = 6

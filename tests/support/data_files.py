@@ -1,4 +1,4 @@
-"""Builders shared by the data tests (no tests here): images, meta files and configs made on the fly."""
+"""Builders shared by the data tests: images, meta files and configs made on the fly."""
 
 from __future__ import annotations
 

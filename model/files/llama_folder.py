@@ -3,28 +3,34 @@
     LLAMA_DIR/tokenizer.model             LLaMA's SentencePiece tokenizer (optional when the model
                                           folder holds its own, as Hugging Face folders do)
     LLAMA_DIR/<llama_type>/               one folder per model, in either layout:
-        params.json, consolidated.NN.pth      Meta's (model/meta_folder.py)
-        config.json, model*.safetensors       Hugging Face's, or pytorch_model*.bin (model/hf_folder.py)
+        params.json, consolidated.NN.pth      Meta's (model/files/meta_folder.py)
+        config.json, model*.safetensors       Hugging Face's, or pytorch_model*.bin (model/files/hf_folder.py)
 
 A folder is told by its files (Meta's params.json wins when both are there). Either way its
 tensors come out under Meta's names, read one at a time.
+
+`open_llama_folder` resolves a model folder once into a `LlamaFolder` (its params, its lazy
+tensors, its tokenizer, its base record): building a model and recording the base both take it,
+so a run reads and fingerprints its LLaMA folder once.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from model.hf_folder import HFLlamaState, hf_params, is_hf_folder
-from model.meta_folder import is_meta_folder, merged_llama_state_dict, read_meta_params
+from model.files.base_record import DEFAULT_LLAMA_TYPE, fingerprint
+from model.files.hf_folder import HFLlamaState, hf_params, is_hf_folder
+from model.files.meta_folder import is_meta_folder, merged_llama_state_dict, read_meta_params
 from model.tokenizer import Tokenizer
 
 PathLike = str | os.PathLike
 
-DEFAULT_LLAMA_TYPE = "7B_chinese"  # the reference's default; the released checkpoints were trained on it
 TOKENIZER_NAME = "tokenizer.model"
 HF_FAST_TOKENIZER_NAME = "tokenizer.json"
 
@@ -109,3 +115,31 @@ def load_tokenizer(llama_dir: PathLike, model_dir: PathLike) -> Tokenizer:
     except RuntimeError as error:  # SentencePiece could not parse it
         raise ValueError(f"{path} is not a SentencePiece model ({error}); LLaMA-3's tokenizer.model, for one, is "
                          "a tiktoken file: only LLaMA-1 / LLaMA-2 style SentencePiece tokenizers are supported") from error
+
+
+@dataclass(frozen=True)
+class LlamaFolder:
+    """One model folder of LLAMA_DIR, resolved: what building a model and recording its base need."""
+
+    llama_dir: Path
+    llama_type: str
+    model_dir: Path
+    params: dict[str, Any]
+    """Meta's params.json contents (made from config.json for a Hugging Face folder)."""
+    state: Mapping[str, torch.Tensor]
+    """The tensors under Meta's names, read when used (memory-mapped)."""
+
+    def tokenizer(self) -> Tokenizer:
+        return load_tokenizer(self.llama_dir, self.model_dir)
+
+    @functools.cached_property
+    def base_record(self) -> dict[str, Any]:
+        """{'llama_type', 'params', 'fingerprint'} (model/files/base_record.py); fingerprinted once."""
+        return {"llama_type": self.llama_type, "params": self.params, "fingerprint": fingerprint(self.state)}
+
+
+def open_llama_folder(llama_dir: PathLike, llama_type: str | None = None, recorded_type: str | None = None) -> LlamaFolder:
+    """LLAMA_DIR/<llama_type> resolved; llama_type None: see choose_llama_type (`recorded_type` first)."""
+    llama_type = llama_type or choose_llama_type(llama_dir, recorded_type)
+    model_dir = llama_model_dir(llama_dir, llama_type)
+    return LlamaFolder(Path(llama_dir), llama_type, model_dir, read_params(model_dir), llama_state_dict(model_dir))
