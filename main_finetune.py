@@ -8,22 +8,16 @@ torchrun and the published recipe; `--help` lists every flag. The run itself liv
 data in data/.
 """
 
-import sys
-
 from data.dataset import FinetuneDataset
-from data.training_data import DATA_ERRORS, build_training_data
-from engine.run import TrainingRun, exit_status, parse_flags
-
-PHASE = "finetune"
+from data.training_data import DATA_ERRORS, DataSettings, build_training_data
+from engine.run import TrainingRun, exit_on_user_error, parse_flags
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_flags(PHASE, argv)
-    with exit_status(DATA_ERRORS) as status:
-        with TrainingRun(args, PHASE) as run:  # process group, logging, settings, model, optimizer, resume
-            run.train(build_training_data(FinetuneDataset, run.data_request()))
-    return status.code
+def main(argv: list[str] | None = None) -> None:
+    # An error the user can fix (also one in set-up) ends the process with one line and status 1.
+    with exit_on_user_error(DATA_ERRORS), TrainingRun(parse_flags("finetune", argv), "finetune") as run:
+        run.train(build_training_data(FinetuneDataset, DataSettings(**run.data_settings())))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -6,22 +6,16 @@ Usually started through `. exps/pretrain.sh LLAMA_DIR DATA.yaml OUT`, which adds
 published recipe; `--help` lists every flag. The run itself lives in engine/, the data in data/.
 """
 
-import sys
-
 from data.dataset import PretrainDataset
-from data.training_data import DATA_ERRORS, build_training_data
-from engine.run import TrainingRun, exit_status, parse_flags
-
-PHASE = "pretrain"
+from data.training_data import DATA_ERRORS, DataSettings, build_training_data
+from engine.run import TrainingRun, exit_on_user_error, parse_flags
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_flags(PHASE, argv)
-    with exit_status(DATA_ERRORS) as status:
-        with TrainingRun(args, PHASE) as run:  # process group, logging, settings, model, optimizer, resume
-            run.train(build_training_data(PretrainDataset, run.data_request()))
-    return status.code
+def main(argv: list[str] | None = None) -> None:
+    # An error the user can fix (also one in set-up) ends the process with one line and status 1.
+    with exit_on_user_error(DATA_ERRORS), TrainingRun(parse_flags("pretrain", argv), "pretrain") as run:
+        run.train(build_training_data(PretrainDataset, DataSettings(**run.data_settings())))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -57,6 +57,7 @@ from engine.optimizer import build_optimizer  # noqa: E402
 from engine.parallel import wrap_for_training  # noqa: E402
 from engine.precision import DTYPES, PRECISIONS, autocast, check_precision, default_precision, grad_scaler  # noqa: E402
 from engine.train_loop import LoopSettings, Position, Trainer  # noqa: E402
+from model import default_device  # noqa: E402
 from model.adapter import ImageBindLLM  # noqa: E402
 from model.layout import PHASES  # noqa: E402
 from model.tokenizer import PAD_ID  # noqa: E402
@@ -220,7 +221,7 @@ class Setup:
 
 def resolve_setup(args: argparse.Namespace) -> Setup:
     check_arguments(args)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(args.device) if args.device else default_device()
     tiny = args.tiny or device.type == "cpu"
     if tiny and not args.tiny:
         logger.info("no GPU: running the tiny configuration (a check of the path, not a speed figure)")

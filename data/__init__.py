@@ -1,8 +1,19 @@
-"""Training data: YAML meta configs, datasets, prompts and labels, batching and sampling.
+"""Training data: from a YAML data config to batches, the same for both phases.
 
-Import from the modules: `data.config` (load_data_config), `data.dataset` (PretrainDataset,
-FinetuneDataset), `data.transforms`, `data.collate` (collate_samples), `data.sampler`
-(DistributedBatchSampler), `data.bad_samples` (policy, check_bad_fraction), and for the entry
-points all of them assembled: `data.training_data` (build_training_data). This package imports
-nothing on its own, so that `python -m data.caption_table META_FILE` starts quickly.
+    training_data.py  DataSettings (what the run asks for) -> datasets, batch sampler, collate
+    config.py         the YAML data config (META: meta files, per-file options) into dataclasses
+    caption_table.py  pre-training meta files (TSV/CSV, url + caption) indexed into packed arrays
+    records.py        fine-tuning records (Alpaca, LLaVA conversations) into prompt/answer exchanges
+    dataset.py        PretrainDataset, FinetuneDataset: a sample from an index, bad ones reported
+    prompt_tokens.py  exchanges -> tokens and labels (loss on answers only, as published)
+    images.py, transforms.py   reading images; the training crop and ImageBind's eval transform
+    collate.py        samples -> a padded batch, bad samples dropped and counted
+    sampler.py        the batch sampler: ratio mixing, permutation, sub-epochs, length grouping,
+                      rank sharding, mid-epoch resume
+    bad_samples.py    the bad-sample policy and the fraction check
+    sample.py, packed_strings.py   a sample's fields; many strings in two numpy arrays
+
+Imports flow one way: data/ uses model/tokenizer.py (the tokenizer, prompts and batch constants
+shared with the model) and nothing else of the project. The package imports nothing on its own, so
+that `python -m data.caption_table META_FILE` starts quickly.
 """

@@ -96,21 +96,18 @@ class BadSamplePolicy:
         return BadSample(reason=bad.reason, where=where)
 
 
-def check_bad_fraction(
-    skipped: int | Mapping[str, int], seen: int, max_fraction: float, min_seen: int = 1000
-) -> None:
+def check_bad_fraction(skipped: Mapping[str, int], seen: int, max_fraction: float, min_seen: int = 1000) -> None:
     """Raise `TooManyBadSamplesError` when more than `max_fraction` of the `seen` samples were bad.
 
-    `skipped` is the number of bad samples (or the reason -> count totals of the batches'
-    `skipped` dicts, summed over steps and ranks); `seen` counts good and bad samples alike. The
+    `skipped` holds the reason -> count totals of the batches' `skipped` dicts, summed over
+    steps and ranks; `seen` counts good and bad samples alike. The
     fraction is judged only once `min_seen` samples were seen, so that one bad image in the first
     batch does not stop a run; call it with `min_seen=0` at the end of an epoch.
     """
-    counts = dict(skipped) if isinstance(skipped, Mapping) else {"bad": int(skipped)}
-    total = sum(counts.values())
+    total = sum(skipped.values())
     if seen <= 0 or seen < min_seen or total <= max_fraction * seen:
         return
-    by_reason = ", ".join(f"{reason}: {count}" for reason, count in sorted(counts.items()) if count)
+    by_reason = ", ".join(f"{reason}: {count}" for reason, count in sorted(skipped.items()) if count)
     raise TooManyBadSamplesError(
         f"{total} of {seen} samples were bad ({total / seen:.2%}: {by_reason}), more than "
         f"--max_bad_fraction {max_fraction}; the log names the first ones: fix the meta files or "

@@ -1,4 +1,4 @@
-"""The data side of a training run, assembled from what the run asks for (engine/data_source.py's DataRequest).
+"""The data side of a training run, assembled from what the run asks for (DataSettings).
 
 Both entry points use it with their own dataset class: image-caption tables for pre-training,
 instruction records for fine-tuning. Everything else is shared: the YAML configs, the tokenizer,
@@ -6,8 +6,8 @@ the transforms (random crops for training, a centre crop for held-out data), the
 (sharded by rank, resumable, optionally length-grouped and cut into sub-epochs) and the collate
 function that drops and counts bad samples.
 
-    request = run.data_request()                               # the engine's DataRequest
-    run.train(build_training_data(PretrainDataset, request))   # main_pretrain.py
+    settings = DataSettings(**run.data_settings())             # main_pretrain.py
+    run.train(build_training_data(PretrainDataset, settings))
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
@@ -33,21 +33,28 @@ DATA_ERRORS: tuple[type[BaseException], ...] = (BadSampleError, TooManyBadSample
 DatasetClass = type[PretrainDataset] | type[FinetuneDataset]
 
 
-class DataRequest(Protocol):
-    """What the run asks for (engine/data_source.py's DataRequest documents each field)."""
+@dataclass(frozen=True)
+class DataSettings:
+    """What a run needs of its data; the run fills it in (engine/run.py: TrainingRun.data_settings)."""
 
     config_path: Path
+    """The YAML data config (META: meta files)."""
     val_config_path: Path | None
+    """The held-out data's YAML config; None: no validation loss."""
     tokenizer_path: Path
+    """The tokenizer the model was built with."""
     rank: int
     world_size: int
     batch_size: int
+    """Samples per batch on each rank."""
     max_words: int
     seed: int
     on_bad_sample: str
+    """"skip" (drop and count) or "error" (stop at the first)."""
     max_bad_fraction: float
     group_by_length: bool
     split_epoch: int
+    """Each pass over the data is cut into this many epochs."""
     pad_to_multiple: int
 
 
@@ -66,34 +73,34 @@ class TrainingData:
 
 
 def _dataset(dataset_class: DatasetClass, config_path: Path, tokenizer: Tokenizer, transform: Callable,
-             request: DataRequest):
-    return dataset_class(load_data_config(config_path), tokenizer, transform, request.max_words,
-                         on_bad_sample=request.on_bad_sample, seed=request.seed)
+             settings: DataSettings):
+    return dataset_class(load_data_config(config_path), tokenizer, transform, settings.max_words,
+                         on_bad_sample=settings.on_bad_sample, seed=settings.seed)
 
 
-def _sampler(dataset, request: DataRequest, group_by_length: bool, split_epoch: int) -> DistributedBatchSampler:
+def _sampler(dataset, settings: DataSettings, group_by_length: bool, split_epoch: int) -> DistributedBatchSampler:
     return DistributedBatchSampler.for_dataset(
-        dataset, request.batch_size, group_by_length=group_by_length, split_epoch=split_epoch,
-        num_replicas=request.world_size, rank=request.rank, seed=request.seed,
+        dataset, settings.batch_size, group_by_length=group_by_length, split_epoch=split_epoch,
+        num_replicas=settings.world_size, rank=settings.rank, seed=settings.seed,
     )
 
 
-def build_training_data(dataset_class: DatasetClass, request: DataRequest) -> TrainingData:
-    """Datasets, samplers and the collate function of the run that made `request`."""
-    tokenizer = Tokenizer(request.tokenizer_path)
-    train = _dataset(dataset_class, request.config_path, tokenizer, train_transform(), request)
+def build_training_data(dataset_class: DatasetClass, settings: DataSettings) -> TrainingData:
+    """Datasets, samplers and the collate function the settings describe."""
+    tokenizer = Tokenizer(settings.tokenizer_path)
+    train = _dataset(dataset_class, settings.config_path, tokenizer, train_transform(), settings)
     # Rows dropped while indexing (malformed lines) never reach a batch: judge them here, against
     # everything the meta files held, and let the engine log them with every epoch.
-    check_bad_fraction(train.load_skipped, len(train) + sum(train.load_skipped.values()), request.max_bad_fraction,
+    check_bad_fraction(train.load_skipped, len(train) + sum(train.load_skipped.values()), settings.max_bad_fraction,
                        min_seen=0)
     parts = TrainingData(
         train_dataset=train,
-        train_sampler=_sampler(train, request, request.group_by_length, request.split_epoch),
-        collate_fn=functools.partial(collate_samples, pad_to_multiple=request.pad_to_multiple),
-        check_bad_fraction=functools.partial(check_bad_fraction, max_fraction=request.max_bad_fraction),
+        train_sampler=_sampler(train, settings, settings.group_by_length, settings.split_epoch),
+        collate_fn=functools.partial(collate_samples, pad_to_multiple=settings.pad_to_multiple),
+        check_bad_fraction=functools.partial(check_bad_fraction, max_fraction=settings.max_bad_fraction),
         dropped_at_load=dict(train.load_skipped),
     )
-    if request.val_config_path is not None:
-        parts.val_dataset = _dataset(dataset_class, request.val_config_path, tokenizer, eval_transform(), request)
-        parts.val_sampler = _sampler(parts.val_dataset, request, group_by_length=False, split_epoch=1)
+    if settings.val_config_path is not None:
+        parts.val_dataset = _dataset(dataset_class, settings.val_config_path, tokenizer, eval_transform(), settings)
+        parts.val_sampler = _sampler(parts.val_dataset, settings, group_by_length=False, split_epoch=1)
     return parts

@@ -1,9 +1,11 @@
 """Training, the same for both phases. main_pretrain.py and main_finetune.py drive it:
 
-    args = parse_flags(phase, argv)                        # engine/flags.py
-    with exit_status(DATA_ERRORS) as status:               # engine/run.py: errors -> one line
-        with TrainingRun(args, phase) as run:              # settings, checkpoint + LLaMA read once,
-            run.train(build_training_data(..., run.data_request()))   # model, optimizer; then the epochs
+    with exit_on_user_error(DATA_ERRORS), TrainingRun(parse_flags(phase, argv), phase) as run:
+        run.train(build_training_data(DatasetClass, DataSettings(**run.data_settings())))
+
+parse_flags reads the command line (flags.py); exit_on_user_error turns a user's mistake into one
+line and status 1; TrainingRun sets up (the checkpoint and the LLaMA folder read once, model,
+optimizer) and trains the epochs (run.py).
 
 One pre-training step, top to bottom: run.py's epoch loop makes the DataLoader (data_source.py)
 and asks train_loop.py's Trainer for the epoch's steps; each step moves the batch to the device,
@@ -17,7 +19,7 @@ running_stats.py; the Trainer yields after the step and the run decides whether 
     running_stats.py  per-step numbers summed on the device, read only when shown or saved
     checkpoint.py     what a checkpoint holds, writing it, resuming from it (and whether it may)
     model_setup.py    the model from the files, shaped for training; --compile block by block
-    data_source.py    the interface with data/: DataRequest, DataParts, the DataLoader per epoch
+    data_source.py    the interface with data/: DataParts, a batch on the device, the DataLoader per epoch
     parallel.py       the loss module DDP wraps, and what ranks share
     optimizer.py      AdamW and its weight-decay rule
     precision.py      bf16 / fp16 / fp32: autocast, the frozen weights' dtype, the loss scaler

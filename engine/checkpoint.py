@@ -128,9 +128,9 @@ class Checkpointer:
 
 # -- resuming --------------------------------------------------------------------------------------
 
-def resume_path(resume: str | None, output_dir: Path) -> Path | None:
+def resume_path(resume: str, output_dir: Path) -> Path | None:
     """The checkpoint `--resume` names: auto -> the newest in output_dir (or None), none -> None."""
-    if resume is None or resume == RESUME_NONE:
+    if resume == RESUME_NONE:
         return None
     if resume == RESUME_AUTO:
         found = find_latest_checkpoint(output_dir)

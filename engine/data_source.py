@@ -1,10 +1,10 @@
 """The interface between a run and its data: what the run asks for, what it gets, its DataLoaders.
 
 The engine does not import data/, and data/ never reads the engine's flags. Once the run has set
-up (it knows the process's rank and the tokenizer's path), `TrainingRun.data_request()` says what
-data it needs in a `DataRequest`; the entry point hands that to data/training_data.py, which
-returns the datasets, the batch sampler and the collate function (they have `DataParts`' fields),
-and passes them to `TrainingRun.train`. The engine makes one DataLoader per epoch of them
+up (it knows the process's rank and the tokenizer's path), `TrainingRun.data_settings()` says what
+data it needs, in the words of data/training_data.py's DataSettings; the entry point hands that to
+data/, which returns the datasets, the batch sampler and the collate function (they have
+`DataParts`' fields), and passes them to `TrainingRun.train`. The engine makes one DataLoader per epoch of them
 (`epoch_loader`).
 
 A batch is the dict the data side collates (see the shared interfaces in the project brief):
@@ -13,8 +13,6 @@ tokens [B, S], labels [B, S], images [B, 3, H, W] or [B, E], has_image [B], skip
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 import torch
@@ -57,30 +55,6 @@ class DataParts(Protocol):
     val_dataset: Dataset | None
     val_sampler: ResumableBatchSampler | None
 
-
-@dataclass(frozen=True)
-class DataRequest:
-    """What a run needs of its data, in the data side's terms (data/training_data.py reads these fields)."""
-
-    config_path: Path
-    """The YAML data config (META: meta files)."""
-    val_config_path: Path | None
-    """The held-out data's YAML config; None: no validation loss."""
-    tokenizer_path: Path
-    """The tokenizer the model was built with."""
-    rank: int
-    world_size: int
-    batch_size: int
-    """Samples per batch on each rank."""
-    max_words: int
-    seed: int
-    on_bad_sample: str
-    """"skip" (drop and count) or "error" (stop at the first)."""
-    max_bad_fraction: float
-    group_by_length: bool
-    split_epoch: int
-    """Each pass over the data is cut into this many epochs."""
-    pad_to_multiple: int
 
 BATCH_TENSORS = ("tokens", "labels", "images", "has_image")
 

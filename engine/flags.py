@@ -26,7 +26,8 @@ import yaml
 
 from engine.errors import SetupError
 from engine.precision import PRECISIONS, check_precision, default_precision
-from model.layout import PHASES
+from model import default_device
+from model.layout import check_phase
 from util.distributed import DistributedContext
 from util.lr_schedule import absolute_lr, check_schedule
 
@@ -163,8 +164,7 @@ def _add_devices(parser: argparse.ArgumentParser) -> None:
 
 def build_parser(phase: str) -> argparse.ArgumentParser:
     """The argument parser of `phase` ("pretrain" or "finetune")."""
-    if phase not in PHASES:
-        raise ValueError(f"unknown phase {phase!r}: use one of {', '.join(PHASES)}")
+    check_phase(phase)
     parser = argparse.ArgumentParser(description=_PHASE_DEFAULTS[phase]["description"],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_run_shape(parser)
@@ -214,7 +214,7 @@ def requested_device(args: argparse.Namespace) -> str:
     """--device, else cuda when a GPU is visible, else cpu (util.distributed picks the GPU index)."""
     if args.device:
         return args.device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return default_device().type
 
 
 def _require_at_least(args: argparse.Namespace, names: tuple[str, ...], minimum: int = 1) -> None:

@@ -15,16 +15,15 @@ import contextlib
 import torch
 
 from engine.errors import SetupError
+from model import default_frozen_dtype
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 PRECISIONS = tuple(DTYPES)
 
 
 def default_precision(device: torch.device) -> str:
-    """bf16 on GPUs that support it, fp16 on older GPUs, fp32 on the CPU."""
-    if device.type != "cuda":
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    """bf16 on GPUs that support it, fp16 on older GPUs, fp32 on the CPU: model.default_frozen_dtype's choice."""
+    return {dtype: name for name, dtype in DTYPES.items()}[default_frozen_dtype(device)]
 
 
 def check_precision(precision: str, device: torch.device) -> str:

@@ -1,10 +1,10 @@
 """A training run, for either phase, as the entry points drive it: parse, set up, train, exit status.
 
-    args = parse_flags("pretrain", argv)
-    with exit_status(DATA_ERRORS) as status:          # expected errors -> one line, status 1
-        with TrainingRun(args, "pretrain") as run:    # process group, log, settings, model, optimizer
-            run.train(build_training_data(PretrainDataset, run.data_request()))
-    return status.code
+    with exit_on_user_error(DATA_ERRORS), TrainingRun(parse_flags("pretrain", argv), "pretrain") as run:
+        run.train(build_training_data(PretrainDataset, DataSettings(**run.data_settings())))
+
+`exit_on_user_error` turns the errors a user can fix into one line and status 1; `TrainingRun`
+sets up the process group, the log, the settings, the model and the optimizer, and resumes.
 
 Setting up reads each file once: the checkpoint to resume from (or, fine-tuning, the pre-training
 checkpoint) is opened once and gives the model's adapter tensors, the resume check and the
@@ -28,15 +28,14 @@ import contextlib
 import logging
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from engine.checkpoint import Checkpointer, RunRecord, check_resumable, restore_training_state, resume_path
-from engine.data_source import DataParts, DataRequest, epoch_loader
+from engine.data_source import DataParts, epoch_loader
 from engine.errors import SetupError, TrainingError, user_message
 from engine.evaluate import validation_loss
 from engine.flags import RunSettings, build_parser, derive_settings, requested_device
@@ -65,24 +64,18 @@ def parse_flags(phase: str, argv: Sequence[str] | None = None) -> argparse.Names
     return build_parser(phase).parse_args(argv)
 
 
-@dataclass
-class ExitStatus:
-    code: int = 0
-
-
 @contextlib.contextmanager
-def exit_status(expected_errors: tuple[type[BaseException], ...] = ()) -> Iterator[ExitStatus]:
-    """Turn the errors a user can fix (and `expected_errors`) into one logged line and status 1,
-    Ctrl-C into 130; anything else propagates with its traceback."""
-    status = ExitStatus()
+def exit_on_user_error(expected_errors: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """End the process with one logged line and status 1 on an error the user can fix (TrainingError,
+    a missing file, and `expected_errors`), with 130 on Ctrl-C; anything else keeps its traceback."""
     try:
-        yield status
+        yield
     except (TrainingError, FileNotFoundError, *expected_errors) as error:
         logger.error("%s: %s", type(error).__name__, user_message(error))
-        status.code = EXIT_ERROR
+        raise SystemExit(EXIT_ERROR) from None
     except KeyboardInterrupt:
         logger.error("interrupted; checkpoint-last.pth (if any) holds the last saved state")
-        status.code = EXIT_INTERRUPTED
+        raise SystemExit(EXIT_INTERRUPTED) from None
 
 
 def seed_everything(seed: int) -> None:
@@ -155,10 +148,11 @@ class TrainingRun:
         path = self.resume_from or self.settings.pretrained_path
         return read_adapter_checkpoint(path) if path is not None else None
 
-    def data_request(self) -> DataRequest:
-        """What this run needs of its data (the tokenizer is the one the model was built with)."""
+    def data_settings(self) -> dict[str, Any]:
+        """What this run needs of its data: the keyword arguments of data/training_data.py's
+        DataSettings (the tokenizer is the one the model was built with)."""
         args = self.args
-        return DataRequest(
+        return dict(
             config_path=Path(args.data_config), tokenizer_path=self.model.tokenizer.model_path,
             val_config_path=Path(args.val_data_config) if args.val_data_config is not None else None,
             rank=self.context.rank, world_size=self.context.world_size, batch_size=args.batch_size,

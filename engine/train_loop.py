@@ -61,7 +61,7 @@ class Position:
 
 @dataclass(frozen=True)
 class LoopSettings:
-    """The flags the loop reads (see engine/arguments.py)."""
+    """The flags the loop reads (see engine/flags.py)."""
 
     epochs: int
     accum_iter: int

@@ -3,6 +3,18 @@
     import model
     llm = model.load("7B.pth", "/path/to/llama_dir", "ckpts/imagebind_huge.pth")
     llm.generate({"Image": [pixels, 1]}, [model.format_prompt("Describe the image.")])
+
+The model itself takes tensors only:
+
+    llama.py       LLaMA in Meta's layout (RMSNorm, rotary, SwiGLU, KV cache), biases and LoRA
+    adapter.py     ImageBindLLM: ImageBind -> bridge -> gated prefix in every layer; loss, generate
+    generation.py  the decoding loop (top-p, per-row end of sequence)
+    layout.py      which tensors each phase trains and which a released file holds; PHASES
+    tokenizer.py   the tokenizer, the prompts and the batch constants data/ shares (its one import here)
+    imagebind/     the frozen ImageBind encoder, six modalities
+    files/         reading and writing files: LLaMA folders (Meta, Hugging Face), the ImageBind file,
+                   adapter checkpoints, the base record, delta merging; building a model from them
+    convert.py     python -m model.convert: merge-delta, from-hf, inspect
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ if TYPE_CHECKING:
     from model.adapter import ImageBindLLM
     from model.llama import ModelArgs
 
-__all__ = ["ImageBindLLM", "ModelArgs", "Tokenizer", "format_prompt", "load"]
+__all__ = ["ImageBindLLM", "ModelArgs", "Tokenizer", "default_device", "default_frozen_dtype", "format_prompt", "load"]
 
 # data/ imports model.tokenizer, which runs this file first: the model's modules load only when
 # one of their names is used, so data loader workers do not import the whole model.
@@ -32,7 +44,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'model' has no attribute {name!r}")
 
 
-def _default_frozen_dtype(device: torch.device) -> torch.dtype:
+def default_device() -> torch.device:
+    """CUDA when a GPU is visible, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_frozen_dtype(device: torch.device) -> torch.dtype:
+    """The frozen weights' dtype on `device`: bfloat16 on GPUs that support it, float16 on older
+    GPUs, float32 on the CPU (engine/precision.py names the same choice as a precision)."""
     if device.type != "cuda":
         return torch.float32
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -52,8 +71,8 @@ def load(checkpoint_path: str | os.PathLike, llama_dir: str | os.PathLike, image
     from model.files.build import build_from_files
 
     checkpoint = read_adapter_checkpoint(checkpoint_path)
-    device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
-    frozen_dtype = frozen_dtype or _default_frozen_dtype(device)
+    device = torch.device(device) if device is not None else default_device()
+    frozen_dtype = frozen_dtype or default_frozen_dtype(device)
     model = build_from_files(llama_dir, llama_type, imagebind_path, checkpoint.phase, imagebind_args=imagebind_args,
                              device=device, frozen_dtype=frozen_dtype, checkpoint=checkpoint)
     return model.eval()

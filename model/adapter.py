@@ -25,7 +25,9 @@ from torch import nn
 
 from model.generation import generate_tokens
 from model.imagebind import ImageBindModel, imagebind_huge
-from model.layout import BRIDGE_BLOCKS, BRIDGE_MODULES, PHASES, PREFIX_MODULE, released_state_dict, trainable_parameters
+from model.layout import (
+    BRIDGE_BLOCKS, BRIDGE_MODULES, PREFIX_MODULE, check_phase, released_state_dict, trainable_parameters,
+)
 from model.llama import ModelArgs, RMSNorm, Transformer
 from model.tokenizer import IMAGE_SIZE, NO_LOSS_LABEL, Tokenizer
 
@@ -44,8 +46,7 @@ def llama_args_for_phase(args: ModelArgs, phase: str, tokenizer: Tokenizer | Non
     decides, and the released files follow that rule). adapter_layers 0 means every layer.
     vocab_size -1 becomes the tokenizer's size.
     """
-    if phase not in PHASES:
-        raise ValueError(f"unknown phase {phase!r}: use one of {', '.join(PHASES)}")
+    check_phase(phase)
     vocab_size = args.vocab_size
     if vocab_size == -1:
         if tokenizer is None:
@@ -294,11 +295,6 @@ class ImageBindLLM(nn.Module):
         (what forward computes before its loss; the caller sets the precision)."""
         visual = self.visual_tokens([(self.image_embeddings(images, has_image), 1)])
         return self.llama.hidden_states(tokens, prefixes=self.prefixes(visual))
-
-    def logits(self, tokens: torch.Tensor, images: torch.Tensor, has_image: torch.Tensor | None = None) -> torch.Tensor:
-        """Float32 logits [B, S, vocab] of every position (evaluation, tests)."""
-        with self.precision(tokens.device):
-            return self.llama.output(self.hidden_states(tokens, images, has_image)).float()
 
     @torch.inference_mode()
     def generate(self, inputs: Mapping[str, tuple[torch.Tensor, float]] | None, prompts: Sequence[str | Sequence[int]],

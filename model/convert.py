@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -25,18 +24,18 @@ from typing import Sequence
 
 import torch
 
+from model.files import PathLike
 from model.files.delta_merge import merge_delta
-from model.files.summary import format_summary, summarize_file
 from model.files.hf_folder import HFLlamaState
 from model.files.llama_folder import TOKENIZER_NAME
 from model.files.meta_folder import prepare_llama_folder, write_llama_folder
+from model.files.summary import format_summary, summarize_file
 from model.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
-PathLike = str | os.PathLike
 
-DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 # What a command may fail with because of the user's files or flags: reported in one line, no traceback.
 USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, KeyError)
 
@@ -74,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     from_hf = commands.add_parser("from-hf", help="a Hugging Face LLaMA folder -> Meta's layout")
     from_hf.add_argument("hf_dir", type=Path, help="config.json with model*.safetensors or pytorch_model*.bin")
     from_hf.add_argument("out_dir", type=Path, help="the folder to write, e.g. LLAMA_DIR/7B_hf")
-    from_hf.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+    from_hf.add_argument("--dtype", choices=sorted(STORAGE_DTYPES), default=None,
                          help="store the tensors in this dtype (default: as the source stores them)")
     from_hf.add_argument("--force", action="store_true", help="replace the model in out_dir if there is one")
 
@@ -91,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "merge-delta":
             merge_delta(args.base_dir, args.delta_dir, args.out_dir, force=args.force)
         elif args.command == "from-hf":
-            convert_hf_folder(args.hf_dir, args.out_dir, DTYPES.get(args.dtype), force=args.force)
+            convert_hf_folder(args.hf_dir, args.out_dir, STORAGE_DTYPES.get(args.dtype), force=args.force)
         else:
             print(format_summary(summarize_file(args.file)))  # the command's output, not a log line
     except USER_ERRORS as error:

@@ -22,6 +22,13 @@ from model.llama import GatedPrefixAttention, LoRADown, LoRAUp, RMSNorm
 
 PHASES = ("pretrain", "finetune")
 
+
+def check_phase(phase: str) -> str:
+    """`phase` if it is one of PHASES; a ValueError naming them otherwise."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}: use one of {', '.join(PHASES)}")
+    return phase
+
 BRIDGE_BLOCKS = 3
 BRIDGE_MODULES = ("image_bind_proj",) + tuple(
     f"image_bind_{part}_{block}" for block in range(1, BRIDGE_BLOCKS + 1) for part in ("norm", "f1", "f2", "f3")
@@ -67,9 +74,7 @@ def named_parameters_where(model: nn.Module, rule: ParameterRule) -> Iterator[tu
 
 def trainable_parameters(model: nn.Module, phase: str) -> dict[str, nn.Parameter]:
     """The parameters `phase` trains (whatever their requires_grad says now)."""
-    if phase not in TRAINABLE_RULES:
-        raise ValueError(f"unknown phase {phase!r}: use one of {', '.join(PHASES)}")
-    return dict(named_parameters_where(model, TRAINABLE_RULES[phase]))
+    return dict(named_parameters_where(model, TRAINABLE_RULES[check_phase(phase)]))
 
 
 def released_state_dict(model: nn.Module) -> dict[str, Tensor]:

@@ -16,7 +16,7 @@ Names follow the released checkpoints (tests/contracts/); the numerics follow Me
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 logger = logging.getLogger(__name__)
 
-# The keys of Meta's params.json; ModelArgs.to_params() writes these back.
+# The keys of Meta's params.json (ModelArgs has more: what the adapter adds).
 PARAMS_JSON_FIELDS = (
     "dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of", "ffn_dim_multiplier",
     "norm_eps", "rope_theta",
@@ -111,11 +111,6 @@ class ModelArgs:
             logger.warning("params.json says vocab_size=%d but the tokenizer has %d words; using %d",
                            values["vocab_size"], vocab_size, values["vocab_size"])
         return cls(**values)
-
-    def to_params(self) -> dict[str, Any]:
-        """The params.json fields (None values left out), as checkpoints record them."""
-        values = asdict(self)
-        return {key: values[key] for key in PARAMS_JSON_FIELDS if values[key] is not None}
 
 
 class RMSNorm(nn.Module):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+# The project's packages import from the repository root; tests/support from tests/.
+for folder in (Path(__file__).resolve().parents[1], Path(__file__).resolve().parent):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 from model.tokenizer import Tokenizer, format_prompt, train_tokenizer  # noqa: E402
 

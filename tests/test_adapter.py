@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from model.generation import generate_tokens
 from model.llama import Transformer
 from model.files.build import meta_llama_keys
-from support.tiny_models import random_images, random_tokens, tiny_model
+from support.tiny_models import all_logits, random_images, random_tokens, tiny_model
 
 SEQ = 10
 
@@ -96,7 +96,7 @@ def test_logits_and_loss_equal_an_independent_computation(phase):
     with torch.no_grad():
         embeddings = model.image_bind({"vision": images})["vision"]
         expected = naive_logits(sd, model.llama.args, tokens, naive_visual_prefixes(sd, embeddings, 2))
-        logits = model.logits(tokens, images)
+        logits = all_logits(model, tokens, images)
         loss = model(tokens, labels, images)
     assert expected.abs().max() > 1
     torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
@@ -114,7 +114,7 @@ def test_untrained_adapter_model_computes_the_plain_llama(phase):
     plain.load_state_dict({k: v for k, v in model.llama.state_dict().items() if k in meta_keys}, strict=True)
     tokens = random_tokens(2, SEQ, 64)
     with torch.no_grad():
-        torch.testing.assert_close(model.logits(tokens, random_images(2)), plain(tokens), rtol=0, atol=1e-6)
+        torch.testing.assert_close(all_logits(model, tokens, random_images(2)), plain(tokens), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("phase", ["pretrain", "finetune"])
@@ -258,9 +258,10 @@ def test_greedy_generation_with_kv_cache_equals_full_recompute(tokenizer):
     for prompt, continuation in zip(prompts, continuations):
         sequence = torch.tensor([prompt + continuation])
         with torch.no_grad():
-            logits = model.logits(sequence, image)[0]
+            logits = all_logits(model, sequence, image)[0]
         greedy = logits[len(prompt) - 1:-1].argmax(-1).tolist()
         assert greedy == continuation
+        assert tokenizer.eos_id not in continuation  # a continuation ends before its eos
         if len(continuation) < 8:  # it stopped at eos
             assert logits[-1].argmax().item() == tokenizer.eos_id
 

@@ -102,7 +102,8 @@ def test_model_load_warns_on_another_base(two_bases, tmp_path, caplog):
     chinese = open_llama_folder(llama_dir, "7B_chinese").base_record
     checkpoint = save_checkpoint(tmp_path / "pretrained.pth", released, base=chinese)
     with caplog.at_level(logging.WARNING):
-        model_package.load(checkpoint, llama_dir, imagebind_path, llama_type="7B", imagebind_args=TINY_IMAGEBIND)
+        model_package.load(checkpoint, llama_dir, imagebind_path, llama_type="7B", imagebind_args=TINY_IMAGEBIND,
+                           device="cpu")
     assert len(record_messages(caplog)) == 1
 
 

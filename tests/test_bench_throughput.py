@@ -68,7 +68,7 @@ def test_warmup_batches_reach_every_padded_length_first_longest_first():
 def test_the_benchmark_runs_end_to_end_and_prints_one_json_line_with_every_field(phase, flags, capsys):
     batch_size, steps = 2, 3
     assert throughput.main(["--phase", phase, "--batch_size", str(batch_size), "--steps", str(steps),
-                            "--warmup_steps", "3", *flags]) == 0
+                            "--warmup_steps", "3", "--device", "cpu", "--tiny", *flags]) == 0
     (line,) = capsys.readouterr().out.strip().splitlines()
     result = json.loads(line)
     assert set(result) == RESULT_FIELDS and set(result["settings"]) == SETTINGS_FIELDS

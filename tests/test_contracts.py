@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from model.adapter import ImageBindLLM
 from model.llama import ModelArgs, Transformer
+from support import CONTRACTS_DIR
 
-CONTRACTS = Path(__file__).resolve().parent / "contracts"
 # Meta's params.json for LLaMA-7B, verbatim (vocab_size -1: the tokenizer's 32000 words)
 PARAMS_7B = {"dim": 4096, "multiple_of": 256, "n_heads": 32, "n_layers": 32, "norm_eps": 1e-06, "vocab_size": -1}
 
 
 def contract(name: str) -> dict[str, list[int]]:
-    return json.loads((CONTRACTS / name).read_text())["shapes"]
+    return json.loads((CONTRACTS_DIR / name).read_text())["shapes"]
 
 
 def shapes(tensors: dict[str, torch.Tensor]) -> dict[str, list[int]]:
@@ -42,7 +41,7 @@ def test_released_layout_equals_the_published_files(model_7b):
 
 
 def test_trainable_tensors_equal_the_contract(model_7b):
-    expected = json.loads((CONTRACTS / "imagebind_llm_7b_trainable.json").read_text())[model_7b.phase]
+    expected = json.loads((CONTRACTS_DIR / "imagebind_llm_7b_trainable.json").read_text())[model_7b.phase]
     assert sorted(model_7b.trainable_parameters()) == sorted(expected)
     assert sorted(name for name, p in model_7b.named_parameters() if p.requires_grad) == sorted(expected)
 

@@ -60,7 +60,7 @@ def test_bad_fraction_check():
     check_bad_fraction({"missing_image": 10}, seen=1000, max_fraction=0.01)  # exactly 1%: fine
     with pytest.raises(TooManyBadSamplesError, match=r"11 of 1000 samples were bad \(1\.10%: missing_image: 11\)"):
         check_bad_fraction({"missing_image": 11}, seen=1000, max_fraction=0.01)
-    check_bad_fraction(5, seen=10, max_fraction=0.01)  # too early to judge
+    check_bad_fraction({"missing_image": 5}, seen=10, max_fraction=0.01)  # too early to judge
     with pytest.raises(TooManyBadSamplesError, match="--max_bad_fraction 0.01"):
-        check_bad_fraction(5, seen=10, max_fraction=0.01, min_seen=0)
-    check_bad_fraction(0, seen=0, max_fraction=0.0, min_seen=0)
+        check_bad_fraction({"missing_image": 5}, seen=10, max_fraction=0.01, min_seen=0)
+    check_bad_fraction({}, seen=0, max_fraction=0.0, min_seen=0)

@@ -8,9 +8,8 @@ import pytest
 from data.bad_samples import BadSampleError
 from data.caption_table import read_caption_table
 from data.packed_strings import PackedStringsBuilder
+from support import REPO_ROOT
 from support.data_files import write_table
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Captions that trip naive readers: separators, quotes (also at the start), newlines, non-ASCII.
 CAPTIONS = [

@@ -1,4 +1,4 @@
-"""data/training_data.py: the data a run asks for (the engine's DataRequest); rows dropped while indexing count."""
+"""data/training_data.py: the data a run asks for (DataSettings); rows dropped while indexing count."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 
 from data.bad_samples import TooManyBadSamplesError
 from data.dataset import PretrainDataset
-from data.training_data import build_training_data
-from engine.data_source import DataRequest
+from data.training_data import DataSettings, build_training_data
 from support.data_files import make_image, write_config
 
 
@@ -23,15 +22,15 @@ def caption_table_with_a_malformed_row(folder: Path, good_rows: int) -> Path:
     return write_config(folder / "data.yaml", [str(folder / "meta.tsv")])
 
 
-def request_for(config: Path, tokenizer_path: Path, max_bad_fraction: float = 0.01) -> DataRequest:
-    return DataRequest(config_path=config, val_config_path=None, tokenizer_path=tokenizer_path, rank=0, world_size=1,
+def settings_for(config: Path, tokenizer_path: Path, max_bad_fraction: float = 0.01) -> DataSettings:
+    return DataSettings(config_path=config, val_config_path=None, tokenizer_path=tokenizer_path, rank=0, world_size=1,
                        batch_size=2, max_words=96, seed=0, on_bad_sample="skip", max_bad_fraction=max_bad_fraction,
                        group_by_length=False, split_epoch=1, pad_to_multiple=1)
 
 
 def test_rows_dropped_while_indexing_reach_the_engine_by_reason(tmp_path, tokenizer_path):
     config = caption_table_with_a_malformed_row(tmp_path, good_rows=150)
-    data = build_training_data(PretrainDataset, request_for(config, tokenizer_path))
+    data = build_training_data(PretrainDataset, settings_for(config, tokenizer_path))
     assert len(data.train_dataset) == 150
     assert data.dropped_at_load == {"malformed_row": 1}
 
@@ -39,5 +38,5 @@ def test_rows_dropped_while_indexing_reach_the_engine_by_reason(tmp_path, tokeni
 def test_too_many_dropped_rows_stop_the_run_before_training(tmp_path, tokenizer_path):
     config = caption_table_with_a_malformed_row(tmp_path, good_rows=9)  # 1 of 10 rows: above 1%
     with pytest.raises(TooManyBadSamplesError, match="1 of 10 samples were bad.*malformed_row: 1"):
-        build_training_data(PretrainDataset, request_for(config, tokenizer_path))
-    build_training_data(PretrainDataset, request_for(config, tokenizer_path, max_bad_fraction=0.2))
+        build_training_data(PretrainDataset, settings_for(config, tokenizer_path))
+    build_training_data(PretrainDataset, settings_for(config, tokenizer_path, max_bad_fraction=0.2))

@@ -25,8 +25,8 @@ from nbclient import NotebookClient
 
 from exps.tiny_assets import COLOUR_QUESTION, COLOURS, SHAPE_QUESTION, SHAPES, read_tiny_assets
 from model.tokenizer import Tokenizer
+from support import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO_ROOT / "examples" / "inference.ipynb"
 DEMO_MARKER = ".imagebind_llm_demo"  # what exps/demo.sh leaves in its folder, to know it again
 # Well above what ignoring the picture gets (1/12 of the captions, 1/4 of the colours, 1/3 of the

@@ -1,4 +1,4 @@
-"""engine/checkpointing.py and engine/resume.py on a toy model: what a checkpoint holds, that a run
+"""engine/checkpoint.py on a toy model: what a checkpoint holds, that a run
 stopped mid-epoch and restored from it repeats the uninterrupted run's losses bit for bit, and
 which changed settings refuse a resume."""
 

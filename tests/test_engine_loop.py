@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import socket
 
 import pytest
 import torch
@@ -25,6 +24,7 @@ from engine.evaluate import validation_loss
 from engine.parallel import TrainingModule, broadcast_trainables, check_trainables_agree
 from engine.running_stats import RunningStats
 from engine.train_loop import Position, Trainer
+from support import free_port
 from support.engine_doubles import ToyModel, empty_batch, make_trainer, run_epoch, toy_batch
 from util.distributed import DistributedContext
 from util.lr_schedule import learning_rate
@@ -212,12 +212,6 @@ def test_validation_loss_is_the_mean_over_answer_tokens_of_all_batches():
 
 # -- two processes (gloo) ------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, port: int, results: dict) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
@@ -259,7 +253,7 @@ def _ddp_worker(rank: int, port: int, results: dict) -> None:
 def test_two_ranks_stay_equal_with_one_all_reduce_per_step_and_an_empty_batch():
     results = mp.Manager().dict()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    mp.spawn(_ddp_worker, args=(_free_port(), results), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(free_port(), results), nprocs=2, join=True)
     for rank in range(2):
         assert results[rank]["equal"]
         assert results[rank]["reductions"] == 2  # 4 micro-batches, accum_iter 2: two optimizer steps

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from engine.flags import DEFAULT_IMAGEBIND_PATH, HARMLESS_ON_RESUME, IMAGEBIND_ENV, build_parser, derive_settings
+from engine import flags
+from engine.flags import HARMLESS_ON_RESUME, IMAGEBIND_ENV, build_parser, derive_settings
 from engine.data_source import epoch_loader
 from engine.errors import SetupError, user_message
 from engine.optimizer import ADAMW_BETAS, build_optimizer, weight_decay_groups
@@ -102,12 +103,17 @@ def test_imagebind_weights_come_from_the_flag_the_environment_or_the_default(fil
     monkeypatch.setenv(IMAGEBIND_ENV, str(files / "imagebind.pth"))
     assert settings_for(files).imagebind_path == files / "imagebind.pth"
     monkeypatch.delenv(IMAGEBIND_ENV)
-    if not DEFAULT_IMAGEBIND_PATH.is_file():
-        with pytest.raises(SetupError) as missing:
-            settings_for(files)
-        message = str(missing.value)
-        assert str(DEFAULT_IMAGEBIND_PATH) in message and "imagebind_huge.pth" in message
-        assert "--imagebind_path" in message and IMAGEBIND_ENV in message
+    # The default path, pointed into the test's folder so that what this machine holds does not matter.
+    default = files / "ckpts" / "imagebind_huge.pth"
+    monkeypatch.setattr(flags, "DEFAULT_IMAGEBIND_PATH", default)
+    with pytest.raises(SetupError) as missing:
+        settings_for(files)
+    message = str(missing.value)
+    assert str(default) in message and "imagebind_huge.pth" in message
+    assert "--imagebind_path" in message and IMAGEBIND_ENV in message
+    default.parent.mkdir()
+    default.write_bytes(b"weights")
+    assert settings_for(files).imagebind_path == default
 
 
 def test_an_imagebind_config_is_read_as_yaml_or_json(files):

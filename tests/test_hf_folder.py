@@ -13,8 +13,8 @@ from model.files.hf_folder import HFLlamaState
 from model.files.llama_folder import choose_llama_type, llama_model_dir, load_tokenizer, read_params
 from model.files.meta_folder import read_meta_params
 from model.files.build import build_from_files
-from support.tiny_models import TINY_IMAGEBIND, random_images, random_tokens, tiny_model
 from support.hf_folders import save_hf_folder, tiny_hf_model, transformer_from_folder
+from support.tiny_models import TINY_IMAGEBIND, all_logits, random_images, random_tokens, tiny_model
 
 VOCAB = 61
 SEQ = 12
@@ -96,7 +96,7 @@ def test_build_from_files_takes_an_hf_folder_and_its_own_tokenizer(tmp_path, tok
     assert built.llama.args.kv_heads == 2
     tokens = random_tokens(2, SEQ, tokenizer.n_words)
     with torch.no_grad():  # zero gates at the start of pre-training: LLaMA's own logits
-        logits = built.logits(tokens, random_images(2))
+        logits = all_logits(built, tokens, random_images(2))
     torch.testing.assert_close(logits, hf_logits(hf, tokens), rtol=1e-5, atol=1e-5)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +11,7 @@ from torch import nn
 
 from model.imagebind import ImageBindModel, ModalityType, imagebind_huge
 from model.imagebind.preprocessors import conv_output_shape
-
-CONTRACTS = Path(__file__).resolve().parent / "contracts"
+from support import CONTRACTS_DIR
 
 TINY = dict(out_embed_dim=8, vision_embed_dim=16, vision_num_blocks=1, vision_num_heads=2,
             text_embed_dim=16, text_num_blocks=1, text_num_heads=2,
@@ -28,7 +26,7 @@ EOT = 49407
 
 
 def contract_shapes(name: str) -> dict[str, list[int]]:
-    return json.loads((CONTRACTS / name).read_text())["shapes"]
+    return json.loads((CONTRACTS_DIR / name).read_text())["shapes"]
 
 
 def text_ids(batch: int, generator: torch.Generator) -> torch.Tensor:

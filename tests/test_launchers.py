@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from exps.tiny_assets import TinyAssets, write_tiny_assets
+from support import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHON": sys.executable, "NPROC_PER_NODE": "1", "OMP_NUM_THREADS": "1"}
 ENV.pop("FOREGROUND", None)
 

@@ -13,8 +13,8 @@ import torch
 
 from exps.tiny_assets import TinyAssets, write_tiny_assets
 from model.files.llama_folder import open_llama_folder
+from support import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 OTHER_BASE = "other_base"
 WARNING = "was trained on another LLaMA base than the one loaded"
 

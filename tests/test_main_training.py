@@ -25,8 +25,8 @@ import pytest
 import torch
 
 from exps.tiny_assets import TinyAssets, write_tiny_assets
+from support import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # One thread: the runs are tiny, the machine's cores are shared, and the bit-for-bit comparisons
 # need the same arithmetic in every run.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -106,7 +106,7 @@ def test_a_checkpoint_holds_the_released_layout_and_the_trainables_optimizer_sta
 
     path = pretrained / "checkpoint-last.pth"
     checkpoint = read(path)
-    loaded = model.load(path, assets.llama_dir, assets.imagebind_path)
+    loaded = model.load(path, assets.llama_dir, assets.imagebind_path, device="cpu")
     released = loaded.state_dict_released()
     assert set(checkpoint["model"]) == set(released)
     for key, tensor in released.items():
@@ -134,8 +134,9 @@ def test_finetuning_from_the_released_layout_of_a_pretraining_checkpoint_lowers_
     released_file = tmp_path / "pretrained.pth"
     torch.save({"model": read(pretrained / "checkpoint-last.pth")["model"]}, released_file)
     imagebind_args = json.loads(json.dumps(__import__("yaml").safe_load(assets.imagebind_config.read_text())))
-    as_released = model.load(released_file, assets.llama_dir, assets.imagebind_path, imagebind_args=imagebind_args)
-    as_ours = model.load(pretrained / "checkpoint-last.pth", assets.llama_dir, assets.imagebind_path)
+    as_released = model.load(released_file, assets.llama_dir, assets.imagebind_path, imagebind_args=imagebind_args,
+                             device="cpu")
+    as_ours = model.load(pretrained / "checkpoint-last.pth", assets.llama_dir, assets.imagebind_path, device="cpu")
     for key, tensor in as_ours.state_dict().items():
         assert torch.equal(as_released.state_dict()[key], tensor), key
 

@@ -1,4 +1,4 @@
-"""--compile (engine/compilation.py) on the CPU: which graphs it makes, and the numbers they give.
+"""--compile (engine/model_setup.py) on the CPU: which graphs it makes, and the numbers they give.
 
 The second test compiles with inductor, which needs a C++ compiler (the CI image has one): two
 graphs of a tiny model, about 30 s with a cold cache. To cover what either phase trains with

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from support import free_port
 from util.distributed import (
     DEFAULT_MASTER_PORT,
     DistributedContext,
@@ -129,12 +129,6 @@ def test_a_launch_of_one_process_creates_no_group(monkeypatch):
     assert not context.distributed and not torch.distributed.is_initialized()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, launcher: str, port: int, out_dir: str) -> None:
     for name in LAUNCH_VARIABLES:
         os.environ.pop(name, None)
@@ -164,7 +158,7 @@ def _worker(rank: int, launcher: str, port: int, out_dir: str) -> None:
 
 @pytest.mark.parametrize("launcher", ["torchrun", "slurm"])
 def test_two_gloo_processes_reduce_to_the_right_values(tmp_path, launcher):
-    mp.spawn(_worker, args=(launcher, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(launcher, free_port(), str(tmp_path)), nprocs=2, join=True)
     results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
     assert results[0]["context"] == [0, 2, 0, "cpu", True, True]
     assert results[1]["context"] == [1, 2, 1, "cpu", True, False]

@@ -74,7 +74,6 @@ def test_progress_lines_on_schedule_with_the_right_values(caplog):
         "epoch [2/3] step [10/10]  loss 1.5000 (5.5000)  lr 9.000e-04  grad_norm 2.0000 (2.0000)  "
         "samples/s 4.0  tokens/s 50  data_wait 0.500s  eta_epoch 0:00:00  eta_run 0:00:20"
     )
-    assert reporter.epoch_averages() == pytest.approx({"loss": 5.5, "lr": 4.5e-4, "grad_norm": 2.0})
 
 
 def test_a_metric_given_only_on_line_steps_weighs_the_steps_it_covers():
@@ -89,7 +88,7 @@ def test_a_metric_given_only_on_line_steps_weighs_the_steps_it_covers():
             values["loss"] = sum(losses[last_line + 1:step + 1]) / (step - last_line)
             last_line = step
         line = reporter.step_done(step, samples=1, tokens=1, **values)
-    assert reporter.epoch_averages()["loss"] == pytest.approx(sum(losses) / 10)
+    # The epoch mean (in brackets) is the mean of all ten losses: sum(10..1) / 10 = 5.5.
     assert line.startswith("epoch [1/1] step [10/10]  lr 1.000e-04  loss 1.5000 (5.5000)")
 
 
@@ -111,13 +110,5 @@ def test_a_new_epoch_resets_the_meters():
     reporter = ProgressReporter(steps_per_epoch=2, epochs=2, print_freq=1, clock=clock)
     _run_steps(reporter, clock, range(2))
     reporter.start_epoch(1)
-    assert reporter.epoch_averages() == {}
     lines = _run_steps(reporter, clock, [0])
     assert lines[0].startswith("epoch [2/2] step [1/2]  loss 10.0000 (10.0000)")
-
-
-def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="print_freq 0"):
-        ProgressReporter(steps_per_epoch=10, epochs=1, print_freq=0)
-    with pytest.raises(ValueError, match="first_step 10"):
-        ProgressReporter(steps_per_epoch=10, epochs=1, print_freq=1).start_epoch(0, first_step=10)

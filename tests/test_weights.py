@@ -15,7 +15,8 @@ from model.files.meta_folder import merged_llama_state_dict
 from model.files.adapter_checkpoint import read_adapter_checkpoint
 from model.files.build import build_from_files
 from support.tiny_models import (
-    TINY_IMAGEBIND, random_images, random_tokens, save_checkpoint, split_like_meta, tiny_model, write_user_files,
+    TINY_IMAGEBIND, all_logits, random_images, random_tokens, save_checkpoint, split_like_meta, tiny_model,
+    write_user_files,
 )
 
 # How Meta's model-parallel files split each weight (fairscale: ColumnParallelLinear by output rows,
@@ -82,7 +83,7 @@ def test_released_layout_round_trip_is_exact(tmp_path, tokenizer, tokenizer_path
     assert_same_tensors(built.state_dict(), source.state_dict())
     tokens, images = random_tokens(2, 8, 64), random_images(2)
     with torch.no_grad():
-        assert torch.equal(built.logits(tokens, images), source.logits(tokens, images))
+        assert torch.equal(all_logits(built, tokens, images), all_logits(source, tokens, images))
 
 
 def test_wrong_shape_names_the_key_and_both_shapes(tmp_path, source, user_files):
@@ -111,7 +112,8 @@ def test_a_pretrained_file_starts_fine_tuning_with_fresh_bias_and_lora(tmp_path,
     assert f"loaded {n_pretrained} tensors, missing {n_finetuned - n_pretrained} (" in caplog.text  # the biases and LoRA
     tokens, images = random_tokens(2, 8, 64), random_images(2)
     with torch.no_grad():  # zero biases and LoRA: the pre-trained model's output
-        torch.testing.assert_close(built.logits(tokens, images), pretrained.logits(tokens, images), rtol=0, atol=1e-6)
+        torch.testing.assert_close(all_logits(built, tokens, images), all_logits(pretrained, tokens, images),
+                                   rtol=0, atol=1e-6)
 
 
 def test_missing_files_are_clear_errors(tmp_path, user_files):
@@ -140,7 +142,7 @@ def test_llama_type_is_the_recorded_base_else_the_only_folder_else_7b_chinese(tm
 def test_model_load_generates_from_a_released_file(tmp_path, source, user_files):
     llama_dir, imagebind_path = user_files
     checkpoint = save_checkpoint(tmp_path / "7B.pth", source.state_dict_released())
-    loaded = model_package.load(checkpoint, llama_dir, imagebind_path, imagebind_args=TINY_IMAGEBIND)
+    loaded = model_package.load(checkpoint, llama_dir, imagebind_path, imagebind_args=TINY_IMAGEBIND, device="cpu")
     assert loaded.phase == "finetune" and not loaded.training and loaded.llama.args.w_lora
     image = {"Image": [random_images(1), 1]}
     prompt = ["What is in the image?"]

@@ -87,10 +87,7 @@ class ProgressReporter:
         window: int = 20,
         clock: Callable[[], float] = time.perf_counter,
     ):
-        if steps_per_epoch < 1 or epochs < 1 or print_freq < 1:
-            raise ValueError(
-                f"steps_per_epoch {steps_per_epoch}, epochs {epochs} and print_freq {print_freq} must be at least 1"
-            )
+        # The settings were checked with the flags (engine/flags.py), the start step by the loop.
         self.steps_per_epoch = steps_per_epoch
         self.epochs = epochs
         self.print_freq = print_freq
@@ -100,8 +97,6 @@ class ProgressReporter:
 
     def start_epoch(self, epoch: int, first_step: int = 0) -> None:
         """Reset the meters and clocks; `first_step` > 0 when resuming in the middle of the epoch."""
-        if not 0 <= first_step < self.steps_per_epoch:
-            raise ValueError(f"first_step {first_step} must lie in [0, {self.steps_per_epoch})")
         self.epoch = epoch
         self.first_step = first_step
         self.meters: dict[str, SmoothedValue] = {}
@@ -144,10 +139,6 @@ class ProgressReporter:
         self._steps_since_line = self._samples_since_line = self._tokens_since_line = 0
         self._wait_since_line = 0.0
         return line
-
-    def epoch_averages(self) -> dict[str, float]:
-        """Each metric's mean over the values given this epoch (since `start_epoch`)."""
-        return {name: meter.global_average for name, meter in self.meters.items()}
 
     def _format_line(self, step: int) -> str:
         interval = max(self._step_end - self._last_line, 1e-9)

@@ -72,6 +72,4 @@ def format_arg_changes(blocking: list[ArgChange], harmless: list[ArgChange], sou
     if harmless:
         lines.append("  harmless changes:")
         lines += [f"    {change}" for change in harmless]
-    if not blocking and not harmless:
-        lines.append("  none")
     return "\n".join(lines)

@@ -15,3 +15,7 @@
 
 Imports flow one way: build -> adapter_checkpoint, llama_folder -> meta_folder, hf_folder -> tensor_files.
 """
+
+import os
+
+PathLike = str | os.PathLike  # what every reader and writer here takes for a path

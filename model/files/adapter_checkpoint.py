@@ -9,13 +9,13 @@ than the model's tensors (resuming), so nobody maps it a second time.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import torch
 
+from model.files import PathLike
 from model.files.tensor_files import load_tensors
 from model.llama import LoRADown, ModelArgs, Transformer
 
@@ -51,7 +51,7 @@ class AdapterCheckpoint:
         return phase_of_keys(self.model)
 
 
-def read_adapter_checkpoint(path: str | os.PathLike) -> AdapterCheckpoint:
+def read_adapter_checkpoint(path: PathLike) -> AdapterCheckpoint:
     """Read a released file ({'model': {...}}, 'llma.' or 'llama.') or one of our training checkpoints."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"adapter checkpoint not found: {path}")

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from typing import Any, Mapping, Protocol, Sequence
 
 import torch
 
+from model.files import PathLike
 from model.llama import PARAMS_JSON_FIELDS, ModelArgs
 
 logger = logging.getLogger(__name__)
-
-PathLike = str | os.PathLike
 
 DEFAULT_LLAMA_TYPE = "7B_chinese"  # the reference's default; the released checkpoints were trained on it
 
@@ -86,13 +84,13 @@ def base_differences(recorded: Mapping[str, Any], loaded: Mapping[str, Any]) -> 
 
 
 def _describe(record: Mapping[str, Any], where: PathLike | None = None) -> str:
-    name = record.get("llama_type") or "(unnamed)"
+    name = record["llama_type"]
     return f"{name}{f' at {where}' if where else ''} (fingerprint {record['fingerprint']})"
 
 
 def check_base(source: str, recorded: Mapping[str, Any] | None, loaded: Mapping[str, Any],
-               loaded_dir: PathLike) -> list[str]:
-    """Log, once, how the base a checkpoint records compares with the one loaded; returns the differences.
+               loaded_dir: PathLike) -> None:
+    """Log, once, how the base a checkpoint records compares with the one loaded.
 
     recorded None (the released files): a note that says
     which base the released files need (a warning unless 7B_chinese is what is loaded). A
@@ -101,9 +99,8 @@ def check_base(source: str, recorded: Mapping[str, Any] | None, loaded: Mapping[
     if recorded is None:
         log = logger.info if loaded["llama_type"] == DEFAULT_LLAMA_TYPE else logger.warning
         log("%s carries no base record (it is a released file), so it cannot be checked against the LLaMA loaded, "
-            "%s at %s.\n%s",
-            source, loaded["llama_type"], loaded_dir, RELEASED_BASE_NOTE)
-        return []
+            "%s at %s.\n%s", source, loaded["llama_type"], loaded_dir, RELEASED_BASE_NOTE)
+        return
     differences = base_differences(recorded, loaded)
     if differences:
         logger.warning(
@@ -115,9 +112,8 @@ def check_base(source: str, recorded: Mapping[str, Any] | None, loaded: Mapping[
             "Load the base it names: put that folder in LLAMA_DIR and pass --llama_type %s (llama_type= in "
             "model.load). The same weights stored in another precision also have another fingerprint.%s",
             source, _describe(recorded), _describe(loaded, loaded_dir), "\n                     ".join(differences),
-            recorded.get("llama_type") or "<its folder>",
-            f"\n{RELEASED_BASE_NOTE}" if recorded.get("llama_type") == DEFAULT_LLAMA_TYPE else "",
+            recorded["llama_type"],
+            f"\n{RELEASED_BASE_NOTE}" if recorded["llama_type"] == DEFAULT_LLAMA_TYPE else "",
         )
-    elif recorded.get("llama_type") != loaded["llama_type"]:
+    elif recorded["llama_type"] != loaded["llama_type"]:
         logger.info("%s was trained on %s; the same weights are loaded from %s", source, _describe(recorded), loaded_dir)
-    return differences

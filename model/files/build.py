@@ -14,7 +14,6 @@ then allocated once (build_model), so 7B never sits in host memory twice in floa
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from model.adapter import ImageBindLLM
+from model.files import PathLike
 from model.files.adapter_checkpoint import AdapterCheckpoint, lora_rank_of_checkpoint, read_adapter_checkpoint
 from model.files.base_record import check_base
 from model.files.llama_folder import LlamaFolder, open_llama_folder
@@ -30,8 +30,6 @@ from model.files.tensor_files import load_tensors
 from model.llama import ModelArgs, Transformer
 
 logger = logging.getLogger(__name__)
-
-PathLike = str | os.PathLike
 
 
 def read_imagebind_state_dict(path: PathLike) -> Mapping[str, torch.Tensor]:

@@ -14,19 +14,17 @@ A delta whose names or shapes differ from the base's is refused before anything 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Iterator, Mapping
 
 import torch
 
+from model.files import PathLike
 from model.files.meta_folder import (
     MergedShards, merged_llama_state_dict, prepare_llama_folder, read_meta_params, write_llama_folder,
 )
 
 logger = logging.getLogger(__name__)
-
-PathLike = str | os.PathLike
 
 MERGED_DTYPE = torch.float16  # what the published script stores
 

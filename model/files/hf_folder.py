@@ -10,17 +10,15 @@ of wq / wk undone (model/files/hf_layout.py), so a Hugging Face folder works whe
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from safetensors import safe_open
 
+from model.files import PathLike
 from model.files.hf_layout import EMBEDDING_KEY, OUTPUT_KEY, MetaName, hf_rows_of, meta_names, params_from_hf_config, to_meta
 from model.files.tensor_files import load_tensors
-
-PathLike = str | os.PathLike
 
 CONFIG_NAME = "config.json"
 # (index file, single file, shard pattern) in order of preference: save_pretrained writes one of them

@@ -152,15 +152,3 @@ def meta_names(hf_keys: Sequence[str], params: Mapping[str, Any]) -> dict[str, t
 def to_meta(tensor: torch.Tensor, name: MetaName) -> torch.Tensor:
     """A Hugging Face tensor in Meta's row order."""
     return tensor if name.rotary_heads is None else unpermute_rotary_rows(tensor, name.rotary_heads)
-
-
-def state_dict_from_hf(hf_state: Mapping[str, torch.Tensor], params: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Meta-layout state dict from a LlamaForCausalLM state dict (tensors are not copied except wq, wk).
-
-    Unknown keys are an error naming them; HF's rotary buffers ('...rotary_emb.inv_freq') are dropped.
-    Without lm_head (tied embeddings) the output layer is the embedding.
-    """
-    meta = {key: to_meta(hf_state[hf_key], name) for key, (hf_key, name) in meta_names(list(hf_state), params).items()}
-    if OUTPUT_KEY not in meta and EMBEDDING_KEY in meta:
-        meta[OUTPUT_KEY] = meta[EMBEDDING_KEY]  # tied embeddings: lm_head is not saved
-    return meta

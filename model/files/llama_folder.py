@@ -17,19 +17,17 @@ so a run reads and fingerprints its LLaMA folder once.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from model.files import PathLike
 from model.files.base_record import DEFAULT_LLAMA_TYPE, fingerprint
 from model.files.hf_folder import HFLlamaState, hf_params, is_hf_folder
 from model.files.meta_folder import is_meta_folder, merged_llama_state_dict, read_meta_params
 from model.tokenizer import Tokenizer
-
-PathLike = str | os.PathLike
 
 TOKENIZER_NAME = "tokenizer.model"
 HF_FAST_TOKENIZER_NAME = "tokenizer.json"

@@ -16,11 +16,10 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
+from model.files import PathLike
 from model.files.tensor_files import load_tensors, save_tensors
 
 logger = logging.getLogger(__name__)
-
-PathLike = str | os.PathLike
 
 PARAMS_NAME = "params.json"
 LLAMA_SHARD_GLOB = "consolidated.*.pth"

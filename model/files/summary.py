@@ -13,7 +13,6 @@ pickle. Layouts told apart:
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +20,11 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
+from model.files import PathLike
 from model.files.adapter_checkpoint import LEGACY_PREFIX, PREFIX, phase_of_keys
+from model.files.base_record import DEFAULT_LLAMA_TYPE
 from model.files.tensor_files import load_tensors
 from model.layout import BRIDGE_MODULES, PREFIX_MODULE
-
-PathLike = str | os.PathLike
 
 RELEASED_PRETRAIN, RELEASED_FINETUNE = "released pretrain", "released finetune"
 TRAINING_CHECKPOINT = "our training checkpoint"
@@ -143,11 +142,11 @@ def _stats_line(stats: TensorStats) -> str:
 
 def _base_line(base: dict[str, Any] | None) -> str:
     if base is None:
-        return "none recorded (the released files were trained on 7B_chinese, Open-Chinese-LLaMA-7B)"
-    params = base.get("params") or {}
+        return f"none recorded (the released files were trained on {DEFAULT_LLAMA_TYPE}, Open-Chinese-LLaMA-7B)"
+    params = base["params"]
     shape = " ".join(f"{key}={params[key]}" for key in ("dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size")
                      if key in params)
-    return (f"{base.get('llama_type') or '(unnamed)'}, fingerprint {base.get('fingerprint') or 'not recorded'}"
+    return (f"{base['llama_type']}, fingerprint {base['fingerprint']}"
             + (f", params {shape}" if shape else ""))
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,9 +19,9 @@ from typing import Any, Iterable
 
 import torch
 
-logger = logging.getLogger(__name__)
+from model.files import PathLike
 
-PathLike = str | os.PathLike
+logger = logging.getLogger(__name__)
 
 
 def load_tensors(path: PathLike) -> Any:

@@ -6,3 +6,17 @@
     hf_folders.py      tiny Hugging Face LLaMA folders (transformers' own save_pretrained)
     engine_doubles.py  a toy model, a list sampler and batches for the engine's loop and checkpoints
 """
+
+import socket
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONTRACTS_DIR = REPO_ROOT / "tests" / "contracts"
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on now (for a process group's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+

@@ -11,8 +11,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from model.llama import ModelArgs, Transformer
+from model.files.hf_layout import EMBEDDING_KEY, OUTPUT_KEY, meta_names, to_meta
 from model.files.llama_folder import llama_state_dict, read_params
+from model.llama import ModelArgs, Transformer
 from support.tiny_models import randomise_
 
 SHARD_SIZE = "20KB"  # the tiny models below come out as several shards with an index file
@@ -58,3 +59,12 @@ def transformer_from_folder(folder: Path, vocab_size: int | None = None) -> Tran
     model = Transformer(args).eval()
     model.load_state_dict(dict(llama_state_dict(folder)), strict=True)
     return model
+
+
+def meta_state_dict(hf_state: dict[str, torch.Tensor], params: dict) -> dict[str, torch.Tensor]:
+    """A LlamaForCausalLM state dict under Meta's names and row order (tied embeddings: the output
+    layer is the embedding), through the same name mapping the folder reader uses."""
+    meta = {key: to_meta(hf_state[hf_key], name) for key, (hf_key, name) in meta_names(list(hf_state), params).items()}
+    if OUTPUT_KEY not in meta and EMBEDDING_KEY in meta:
+        meta[OUTPUT_KEY] = meta[EMBEDDING_KEY]
+    return meta

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 
 from model.adapter import ImageBindLLM
 from model.layout import BRIDGE_MODULES, PREFIX_MODULE
-from model.llama import ModelArgs
+from model.llama import PARAMS_JSON_FIELDS, ModelArgs
 from model.files.meta_folder import write_llama_folder
 from model.files.build import meta_llama_keys
 
@@ -73,7 +74,7 @@ def write_user_files(root: Path, model: ImageBindLLM, tokenizer_path: Path, llam
     shutil.copy(tokenizer_path, llama_dir / "tokenizer.model")
     meta_keys = meta_llama_keys(model.llama.args)
     meta_state = {k: v for k, v in model.llama.state_dict().items() if k in meta_keys}
-    write_llama_folder(llama_dir / llama_type, meta_state, model.llama.args.to_params())
+    write_llama_folder(llama_dir / llama_type, meta_state, params_json(model.llama.args))
     imagebind_path = root / "imagebind_tiny.pth"
     torch.save(model.image_bind.state_dict(), imagebind_path)
     return llama_dir, imagebind_path
@@ -95,3 +96,16 @@ def split_like_meta(state: dict[str, torch.Tensor], n_shards: int) -> list[dict[
 def save_checkpoint(path: Path, model_state: dict, **records) -> Path:
     torch.save({"model": model_state, **records}, path)
     return path
+
+
+def params_json(args: ModelArgs) -> dict:
+    """What Meta's params.json holds for `args` (None values left out)."""
+    values = asdict(args)
+    return {key: values[key] for key in PARAMS_JSON_FIELDS if values[key] is not None}
+
+
+def all_logits(model: ImageBindLLM, tokens: torch.Tensor, images: torch.Tensor,
+               has_image: torch.Tensor | None = None) -> torch.Tensor:
+    """Float32 logits [B, S, vocab] of every position, in the model's precision."""
+    with model.precision(tokens.device):
+        return model.llama.output(model.hidden_states(tokens, images, has_image)).float()
