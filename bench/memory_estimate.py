@@ -37,6 +37,7 @@ if __package__ in (None, ""):  # run as a file, bench/memory_estimate.py: import
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.random_model import meta_model  # noqa: E402
+from bench.throughput import GIB, LEARNING_RATE, WEIGHT_DECAY  # noqa: E402
 from bench.workload import WORKLOADS  # noqa: E402
 from engine.model_setup import SpeedSettings, prepare_for_training  # noqa: E402
 from engine.optimizer import build_optimizer  # noqa: E402
@@ -44,7 +45,6 @@ from model.adapter import masked_answer_loss  # noqa: E402
 from model.layout import PHASES  # noqa: E402
 from model.tokenizer import IMAGE_SIZE  # noqa: E402
 
-GIB = 2**30
 STEPS = 2
 
 
@@ -95,7 +95,8 @@ def estimate_peak_memory(phase: str, batch_size: int, seq_len: int, activation_c
         model.to_empty(device="cpu")
         prepare_for_training(model, SpeedSettings(activation_checkpointing=activation_checkpointing))
         model.train()
-        optimizer = build_optimizer(list(model.trainable_parameters().items()), 1e-4, 0.05, torch.device("cpu"))
+        optimizer = build_optimizer(list(model.trainable_parameters().items()), LEARNING_RATE, WEIGHT_DECAY,
+                                        torch.device("cpu"))
         tokens = torch.randint(3, vocab_size, (batch_size, seq_len))
         images = torch.randn(batch_size, 3, IMAGE_SIZE, IMAGE_SIZE)
         counter = LiveStorageBytes([*model.parameters(), *model.buffers(), tokens, images])

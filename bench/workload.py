@@ -26,10 +26,9 @@ from torch.utils.data import Dataset
 from data.collate import collate_samples
 from data.sample import Sample, blank_image
 from data.sampler import DistributedBatchSampler
-from model.tokenizer import IMAGE_SIZE, NO_LOSS_LABEL
+from model.tokenizer import BOS_ID, EOS_ID, IMAGE_SIZE, NO_LOSS_LABEL
 
-BOS_ID, EOS_ID = 1, 2
-FIRST_WORD_ID = 3  # ids below are pad, bos and eos
+FIRST_WORD_ID = EOS_ID + 1  # the ids below are pad (and unk), bos and eos
 
 
 @dataclass(frozen=True)

@@ -32,17 +32,18 @@ import model
 from data.images import load_image
 from data.transforms import eval_transform
 from engine.flags import read_imagebind_config
+from engine.run import LOG_NAME
 from exps.tiny_assets import (COLOUR_QUESTION, COLOURS, SHAPE_QUESTION, SHAPES, Picture, TinyAssets, alpaca_records,
                                read_tiny_assets)
 from model.tokenizer import CAPTION_INSTRUCTION, format_prompt
 from model.files.build import build_from_files
+from util.checkpoint import LAST_CHECKPOINT_NAME
 from util.log import init_logger
 
 logger = logging.getLogger(__name__)
 
 # The folders exps/demo.sh writes under its output folder.
 ASSETS, PRETRAIN, FINETUNE = "assets", "pretrain", "finetune"
-CHECKPOINT = "checkpoint-last.pth"
 MAX_GEN_LEN = 12  # tokens: every right answer is shorter, a wrong one is cut here
 DEVICE = "cpu"
 # A guess's chance of being right: one of the colours, one of the shapes.
@@ -72,7 +73,7 @@ class Answers:
 
 def epoch_records(run_dir: Path) -> list[dict]:
     """The per-epoch records the engine appended to run_dir/log.txt (one JSON object a line)."""
-    log = run_dir / "log.txt"
+    log = run_dir / LOG_NAME
     if not log.is_file():
         raise FileNotFoundError(f"{log} not found: did the {run_dir.name} run finish? (see {run_dir / 'output.log'})")
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -138,7 +139,7 @@ def compare(answers: dict[str, Answers], chance: float | None) -> dict:
 def caption_evidence(assets: TinyAssets, pixels: torch.Tensor, output_dir: Path) -> dict:
     """Captions of the held-out pictures before pre-training (the frozen base) and after it."""
     truth = [picture.caption for picture in assets.held_out_pictures]
-    models = {"before": untrained_model(assets), "after": load_checkpoint(assets, output_dir / PRETRAIN / CHECKPOINT)}
+    models = {"before": untrained_model(assets), "after": load_checkpoint(assets, output_dir / PRETRAIN / LAST_CHECKPOINT_NAME)}
     answers = {when: ask_about_pictures(llm, assets.held_out_pictures, pixels, CAPTION_INSTRUCTION, truth)
                for when, llm in models.items()}
     return compare(answers, chance=1 / (len(COLOURS) * len(SHAPES)))
@@ -147,8 +148,8 @@ def caption_evidence(assets: TinyAssets, pixels: torch.Tensor, output_dir: Path)
 def instruction_evidence(assets: TinyAssets, pixels: torch.Tensor, output_dir: Path) -> dict[str, dict]:
     """Each question about the held-out pictures, and the text-only instructions, before fine-tuning
     (the pre-trained model) and after it."""
-    models = {"before": load_checkpoint(assets, output_dir / PRETRAIN / CHECKPOINT),
-              "after": load_checkpoint(assets, output_dir / FINETUNE / CHECKPOINT)}
+    models = {"before": load_checkpoint(assets, output_dir / PRETRAIN / LAST_CHECKPOINT_NAME),
+              "after": load_checkpoint(assets, output_dir / FINETUNE / LAST_CHECKPOINT_NAME)}
     evidence = {}
     for question, chance in QUESTION_CHANCE.items():
         truth = [dict(picture.questions_and_answers)[question] for picture in assets.held_out_pictures]

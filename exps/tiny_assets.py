@@ -42,9 +42,10 @@ import yaml
 from PIL import Image, ImageDraw
 
 from exps.tiny_language_model import train_language_model
+from model.files.llama_folder import TOKENIZER_NAME
+from model.files.meta_folder import write_llama_folder
 from model.imagebind import ImageBindModel
 from model.llama import ModelArgs
-from model.files.meta_folder import write_llama_folder
 from model.tokenizer import CAPTION_INSTRUCTION, format_prompt, train_tokenizer
 from util.log import init_logger
 
@@ -127,7 +128,7 @@ class TinyAssets:
 
     @property
     def tokenizer_path(self) -> Path:
-        return self.llama_dir / "tokenizer.model"
+        return self.llama_dir / TOKENIZER_NAME
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, default=str)
@@ -293,7 +294,7 @@ def write_tiny_llama(llama_dir: Path, seed: int, llama_type: str = LLAMA_TYPE,
     language_model_texts() first (a base that can already write the captions, not pick them).
     """
     params = dict(TINY_LLAMA_PARAMS if params is None else params)
-    tokenizer = train_tokenizer(tokenizer_texts(), llama_dir / "tokenizer.model", vocab_size=TOKENIZER_VOCAB)
+    tokenizer = train_tokenizer(tokenizer_texts(), llama_dir / TOKENIZER_NAME, vocab_size=TOKENIZER_VOCAB)
     generator = torch.Generator().manual_seed(seed)
     weights = meta_llama_state_dict(params, tokenizer.n_words, generator)
     if language_model_steps:

@@ -27,6 +27,9 @@ PROMPT_NO_INPUT = (
 # Pre-training asks every image for its caption with this instruction.
 CAPTION_INSTRUCTION = "Generate caption of this image"
 
+# LLaMA's SentencePiece ids of the special pieces (train_tokenizer makes the same ones).
+UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
+
 # LLaMA's tokenizer has no pad piece: batches pad tokens with 0, and label 0 means "no loss" (the
 # published convention), so padding never counts in the loss.
 PAD_ID = 0
@@ -94,9 +97,9 @@ def train_tokenizer(texts: Iterable[str], output_path: str | os.PathLike, vocab_
             model_type="bpe",
             byte_fallback=True,
             character_coverage=1.0,
-            unk_id=0,
-            bos_id=1,
-            eos_id=2,
+            unk_id=UNK_ID,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
             pad_id=-1,
             num_threads=1,
             minloglevel=2,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 
 import pytest
 import torch
@@ -250,9 +249,9 @@ def _ddp_worker(rank: int, port: int, results: dict) -> None:
         dist.destroy_process_group()
 
 
-def test_two_ranks_stay_equal_with_one_all_reduce_per_step_and_an_empty_batch():
+def test_two_ranks_stay_equal_with_one_all_reduce_per_step_and_an_empty_batch(monkeypatch):
     results = mp.Manager().dict()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the spawned ranks inherit it; later tests do not
     mp.spawn(_ddp_worker, args=(free_port(), results), nprocs=2, join=True)
     for rank in range(2):
         assert results[rank]["equal"]
