@@ -27,8 +27,15 @@ from data.sampler import DistributedBatchSampler
 from data.transforms import eval_transform, train_transform
 from model.tokenizer import Tokenizer
 
+
+class DataSetupError(ValueError):
+    """The data cannot be set up as asked (a meta file without its header, fewer samples than a
+    batch, ...); the message says which file or setting."""
+
+
 # The data errors an entry point reports as one line (see engine/run.py).
-DATA_ERRORS: tuple[type[BaseException], ...] = (BadSampleError, TooManyBadSamplesError, DataConfigError)
+DATA_ERRORS: tuple[type[BaseException], ...] = (BadSampleError, TooManyBadSamplesError, DataConfigError,
+                                                DataSetupError)
 
 DatasetClass = type[PretrainDataset] | type[FinetuneDataset]
 
@@ -86,7 +93,20 @@ def _sampler(dataset, settings: DataSettings, group_by_length: bool, split_epoch
 
 
 def build_training_data(dataset_class: DatasetClass, settings: DataSettings) -> TrainingData:
-    """Datasets, samplers and the collate function the settings describe."""
+    """Datasets, samplers and the collate function the settings describe.
+
+    The readers and the sampler check what they are given with ValueError, whose message says what
+    to change: it becomes a DataSetupError, which the entry points report as one line.
+    """
+    try:
+        return _build(dataset_class, settings)
+    except (DataConfigError, BadSampleError):
+        raise
+    except ValueError as error:
+        raise DataSetupError(f"the training data cannot be set up: {error}") from error
+
+
+def _build(dataset_class: DatasetClass, settings: DataSettings) -> TrainingData:
     tokenizer = Tokenizer(settings.tokenizer_path)
     train = _dataset(dataset_class, settings.config_path, tokenizer, train_transform(), settings)
     # Rows dropped while indexing (malformed lines) never reach a batch: judge them here, against

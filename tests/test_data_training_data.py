@@ -8,7 +8,7 @@ import pytest
 
 from data.bad_samples import TooManyBadSamplesError
 from data.dataset import PretrainDataset
-from data.training_data import DataSettings, build_training_data
+from data.training_data import DATA_ERRORS, DataSettings, DataSetupError, build_training_data
 from support.data_files import make_image, write_config
 
 
@@ -40,3 +40,12 @@ def test_too_many_dropped_rows_stop_the_run_before_training(tmp_path, tokenizer_
     with pytest.raises(TooManyBadSamplesError, match="1 of 10 samples were bad.*malformed_row: 1"):
         build_training_data(PretrainDataset, settings_for(config, tokenizer_path))
     build_training_data(PretrainDataset, settings_for(config, tokenizer_path, max_bad_fraction=0.2))
+
+
+def test_a_meta_file_without_its_header_is_a_data_error_naming_the_file(tmp_path, tokenizer_path):
+    make_image(tmp_path / "0.png")
+    (tmp_path / "meta.tsv").write_text("0.png\ta red picture\n", encoding="utf-8")
+    config = write_config(tmp_path / "data.yaml", [str(tmp_path / "meta.tsv")])
+    with pytest.raises(DataSetupError, match="meta.tsv: the header line") as raised:
+        build_training_data(PretrainDataset, settings_for(config, tokenizer_path))
+    assert isinstance(raised.value, DATA_ERRORS)  # the entry points report it as one line
