@@ -10,8 +10,9 @@
   unless `keep_image_token`.
 
 Every exchange's prompt is `format_prompt(question)`, follow-up questions included: the model is
-always asked the way inference asks it. Problems raise `BadInput` with a reason of
-data.bad_samples.
+always asked the way inference asks it. Every field is type-checked before it is used: a value
+of the wrong type (null, a number, a list where text belongs) is a bad sample like any other.
+Problems raise `BadInput` with a reason of data.bad_samples.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from data.bad_samples import (
     MISSING_FIELD,
     NO_ANSWER,
     NON_STRING_TEXT,
+    WRONG_TYPE,
     BadInput,
 )
 from model.tokenizer import CAPTION_INSTRUCTION, format_prompt
@@ -82,7 +84,7 @@ def _as_list(cell: str) -> list | None:
 def record_exchanges(record: Any, turns: str = "all", keep_image_token: bool = False) -> list[Exchange]:
     """The exchanges of a fine-tuning record, Alpaca or LLaVA style (see the module docstring)."""
     if not isinstance(record, dict):
-        raise BadInput(MISSING_FIELD, f"a record must be a JSON object, got {type(record).__name__}")
+        raise BadInput(WRONG_TYPE, f"a record must be a JSON object, got {type(record).__name__}")
     if "conversations" in record:
         return _conversation_exchanges(record["conversations"], turns, keep_image_token)
     if "instruction" in record and "output" in record:
@@ -95,20 +97,30 @@ def record_exchanges(record: Any, turns: str = "all", keep_image_token: bool = F
 
 def record_image(record: dict) -> str | None:
     """The record's image path as written (None for a text-only record)."""
-    image = record.get("image")
-    if image is None:
+    if record.get("image") is None:  # absent or null: a text-only record
         return None
-    if not isinstance(image, str) or not image.strip():
-        raise BadInput(MISSING_FIELD, f"`image` must be a file name, got {image!r}")
+    image = _text(record, "image", "`image`")
+    if not image.strip():
+        raise BadInput(MISSING_FIELD, "`image` is empty: it must be a file name")
     return image
 
 
+def _text(container: dict, key: str, name: str) -> str:
+    """container[key], which must be a string (the caller made sure the key is there)."""
+    value = container[key]
+    if not isinstance(value, str):
+        raise BadInput(NON_STRING_TEXT, f"{name} is {_kind(value)}, not a string")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__} ({value!r:.60})"
+
+
 def _alpaca_exchange(record: dict) -> Exchange:
-    instruction, output = record["instruction"], record["output"]
-    input_text = record.get("input")
-    for name, value in (("instruction", instruction), ("output", output), ("input", input_text)):
-        if value is not None and not isinstance(value, str):
-            raise BadInput(NON_STRING_TEXT, f"`{name}` is a {type(value).__name__}, not a string")
+    instruction, output = _text(record, "instruction", "`instruction`"), _text(record, "output", "`output`")
+    # `input` may be absent or null (no input), as in the published files.
+    input_text = _text(record, "input", "`input`") if record.get("input") is not None else None
     if not instruction.strip():
         raise BadInput(EMPTY_TEXT, "`instruction` is empty")
     if not output.strip():
@@ -118,7 +130,7 @@ def _alpaca_exchange(record: dict) -> Exchange:
 
 def _conversation_exchanges(conversation: Any, turns: str, keep_image_token: bool) -> list[Exchange]:
     if not isinstance(conversation, list):
-        raise BadInput(MISSING_FIELD, f"`conversations` must be a list of turns, got {type(conversation).__name__}")
+        raise BadInput(WRONG_TYPE, f"`conversations` must be a list of turns, got {_kind(conversation)}")
     used = conversation[:2] if turns == "first" else conversation
     texts = [_turn_text(index, turn, expect_human=index % 2 == 0) for index, turn in enumerate(used)]
     if not keep_image_token:
@@ -143,18 +155,18 @@ def _without_image_token(text: str) -> str:
 
 
 def _turn_text(index: int, turn: Any, expect_human: bool) -> str:
-    if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+    if not isinstance(turn, dict):
+        raise BadInput(WRONG_TYPE, f"turn {index} must be a JSON object, got {_kind(turn)}")
+    if "from" not in turn or "value" not in turn:
         raise BadInput(MISSING_FIELD, f"turn {index} needs `from` and `value`, got {turn!r:.200}")
     roles = HUMAN_ROLES if expect_human else ASSISTANT_ROLES
-    if turn["from"] not in roles:
+    if not isinstance(turn["from"], str) or turn["from"] not in roles:
         raise BadInput(
             BAD_CONVERSATION,
             f"turn {index} is from {turn['from']!r}; turns must alternate {HUMAN_ROLES[0]} and {ASSISTANT_ROLES[0]}, "
             f"starting with {HUMAN_ROLES[0]}",
         )
-    if not isinstance(turn["value"], str):
-        raise BadInput(NON_STRING_TEXT, f"turn {index}'s value is a {type(turn['value']).__name__}, not a string")
-    return turn["value"]
+    return _text(turn, "value", f"turn {index}'s value")
 
 
 def record_text_bytes(record: Any, turns: str = "all") -> int:

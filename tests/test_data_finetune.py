@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from data.bad_samples import (
     MISSING_IMAGE,
     NO_ANSWER,
     NON_STRING_TEXT,
+    WRONG_TYPE,
     BadSample,
     BadSampleError,
 )
@@ -135,7 +137,7 @@ def test_mapping_config_for_json_with_relative_image_root(tmp_path: Path, tokeni
 
 
 BAD_RECORDS = [
-    ("not a record", MISSING_FIELD),
+    ("not a record", WRONG_TYPE),
     ({"instruction": "Say hi."}, MISSING_FIELD),
     ({"instruction": "Say hi.", "output": 42}, NON_STRING_TEXT),
     ({"instruction": "Say hi.", "input": ["x"], "output": "Hi."}, NON_STRING_TEXT),
@@ -144,12 +146,13 @@ BAD_RECORDS = [
     ({"conversations": [{"from": "human", "value": "Hello?"}]}, NO_ANSWER),
     ({"conversations": []}, NO_ANSWER),
     ({"conversations": [{"from": "human", "value": "Hello?"}, {"from": "gpt", "value": " "}]}, NO_ANSWER),
-    ({"conversations": "Hello?"}, MISSING_FIELD),
+    ({"conversations": "Hello?"}, WRONG_TYPE),
+    ({"conversations": ["Hello?", "Hi."]}, WRONG_TYPE),
     ({"conversations": [{"from": "gpt", "value": "Hi."}, {"from": "human", "value": "Hello?"}]}, BAD_CONVERSATION),
     ({"conversations": [{"from": "human"}, {"from": "gpt", "value": "Hi."}]}, MISSING_FIELD),
     ({"conversations": [{"from": "human", "value": None}, {"from": "gpt", "value": "Hi."}]}, NON_STRING_TEXT),
     ({"conversations": [{"from": "human", "value": "<image>"}, {"from": "gpt", "value": "Hi."}]}, EMPTY_TEXT),
-    ({"image": 7, "conversations": LLAVA["conversations"]}, MISSING_FIELD),
+    ({"image": 7, "conversations": LLAVA["conversations"]}, NON_STRING_TEXT),
     ({"image": "absent.jpg", "conversations": LLAVA["conversations"]}, MISSING_IMAGE),
 ]
 
@@ -168,6 +171,55 @@ def test_error_policy_raises_naming_file_record_and_reason(tmp_path: Path, token
     dataset = dataset_for(tmp_path, tokenizer, [record for record, _ in BAD_RECORDS], on_bad_sample="error")
     with pytest.raises(BadSampleError, match=rf"records\.json record {index} \(0-based\): {BAD_RECORDS[index][1]}: "):
         dataset[index]
+
+
+# A null and a number in every field of every record kind: a bad sample with its reason, never an exception.
+GOOD_ALPACA = {"instruction": "Say hi.", "input": "to a friend", "output": "Hi."}
+GOOD_LLAVA = {"id": "1", "image": "cat.png", "conversations": [{"from": "human", "value": "<image>\nWhat is it?"},
+                                                               {"from": "gpt", "value": "A cat."}]}
+
+
+def _with(record: dict, path: tuple, value) -> dict:
+    """A deep copy of `record` with the field at `path` (keys and list indices) set to `value`."""
+    copy = json.loads(json.dumps(record))
+    container = copy
+    for key in path[:-1]:
+        container = container[key]
+    container[path[-1]] = value
+    return copy
+
+
+WRONG_VALUES = [None, 42, ["a list"]]
+FIELD_CASES = [
+    *[(GOOD_ALPACA, ("instruction",), value, NON_STRING_TEXT) for value in WRONG_VALUES],
+    *[(GOOD_ALPACA, ("output",), value, NON_STRING_TEXT) for value in WRONG_VALUES],
+    *[(GOOD_ALPACA, ("input",), value, NON_STRING_TEXT) for value in WRONG_VALUES[1:]],  # null input: no input
+    *[(GOOD_LLAVA, ("image",), value, NON_STRING_TEXT) for value in WRONG_VALUES[1:]],  # null image: text only
+    *[(GOOD_LLAVA, ("conversations",), value, WRONG_TYPE) for value in [None, 42, "text"]],
+    *[(GOOD_LLAVA, ("conversations", 0), value, WRONG_TYPE) for value in WRONG_VALUES],
+    *[(GOOD_LLAVA, ("conversations", turn, "value"), value, NON_STRING_TEXT)
+      for turn in (0, 1) for value in WRONG_VALUES],
+    *[(GOOD_LLAVA, ("conversations", turn, "from"), value, BAD_CONVERSATION)
+      for turn in (0, 1) for value in WRONG_VALUES],
+]
+
+
+@pytest.mark.parametrize("record, path, value, reason", FIELD_CASES,
+                         ids=[f"{'/'.join(map(str, path))}={value!r}" for _, path, value, _ in FIELD_CASES])
+def test_a_wrong_type_in_any_field_is_a_bad_sample_counted_by_reason(tmp_path: Path, tokenizer, record, path,
+                                                                       value, reason):
+    make_image(tmp_path / "coco" / "cat.png")
+    dataset = dataset_for(tmp_path, tokenizer, [_with(record, path, value), record])
+    item = dataset[0]
+    assert isinstance(item, BadSample) and item.reason == reason, item
+    assert isinstance(dataset[1], Sample)  # the same record with the right types is fine
+
+
+def test_null_input_and_null_image_mean_none(tmp_path: Path, tokenizer):
+    dataset = dataset_for(tmp_path, tokenizer, [_with(GOOD_ALPACA, ("input",), None),
+                                                _with(GOOD_LLAVA, ("image",), None)])
+    assert isinstance(dataset[0], Sample) and isinstance(dataset[1], Sample)
+    assert not dataset[1].has_image
 
 
 def test_first_turn_only_ignores_later_malformed_turns(tmp_path: Path, tokenizer):
