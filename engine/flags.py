@@ -45,7 +45,7 @@ HARMLESS_ON_RESUME = frozenset({
     "output_dir", "log_dir", "num_workers", "pin_mem", "print_freq", "save_freq", "keep_last",
     "save_interval_steps", "log_step_losses", "resume", "resume_force", "device", "dist_url",
     "world_size", "local_rank", "start_epoch", "val_data_config", "max_bad_fraction", "on_bad_sample",
-    "pad_to_multiple", "compile", "activation_checkpointing",
+    "pad_to_multiple", "compile", "activation_checkpointing", "force_lock",
 })
 
 
@@ -135,6 +135,9 @@ def _add_output(parser: argparse.ArgumentParser, phase: str) -> None:
     group.add_argument("--resume", default=RESUME_NONE, metavar="auto|none|PATH",
                        help="auto: continue from the newest checkpoint in --output_dir (none there: start afresh); "
                             "PATH: from that file; none: start afresh (the launchers pass auto)")
+    group.add_argument("--force_lock", action="store_true",
+                       help="start even though run.lock says another job uses --output_dir (for a lock known to be "
+                            "wrong: a job on another host that is gone, before the lock goes stale)")
     group.add_argument("--resume_force", action="store_true",
                        help="resume even though the model, phase or data settings changed")
     group.add_argument("--log_step_losses", action="store_true",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -46,10 +47,13 @@ from engine.precision import grad_scaler
 from engine.train_loop import LoopSettings, Position, Trainer, batches_in_steps, steps_in_epoch
 from model.files.adapter_checkpoint import AdapterCheckpoint, read_adapter_checkpoint
 from model.files.llama_folder import open_llama_folder
+from util.checkpoint import remove_leftover_temporary_files
 from util.distributed import any_rank, init_distributed, shutdown_distributed
 from util.log import init_logger
 from util.metric_writers import TensorBoardWriter, append_json_line
+from util.parent_death import die_with_parent
 from util.preemption import PreemptionHandler
+from util.run_lock import RunLock, RunLockedError
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +61,7 @@ LOG_NAME = "log.txt"
 STEP_LOSSES_NAME = "step_losses.jsonl"
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
+TORCHRUN_WORKER_ENV = "TORCHELASTIC_RUN_ID"  # torchrun sets it in every worker it starts
 
 
 def parse_flags(phase: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -93,21 +98,42 @@ class TrainingRun:
         self.phase = phase
 
     def __enter__(self) -> TrainingRun:
-        self.context = init_distributed(requested_device(self.args), self.args.dist_url)
-        try:
+        with contextlib.ExitStack() as stack:  # what is taken here is given back however the run ends
+            if os.environ.get(TORCHRUN_WORKER_ENV):
+                die_with_parent()  # a worker outlives no launcher (util/parent_death.py)
+            # Stop signals become a request, read at step boundaries, from the start on.
+            self.preemption = stack.enter_context(PreemptionHandler())
+            self.context = init_distributed(requested_device(self.args), self.args.dist_url)
+            stack.callback(shutdown_distributed, self.context)
+            self.lock = self._take_output_folder()
+            if self.lock is not None:
+                stack.callback(self.lock.release)
             init_logger(self.context.rank, self.args.output_dir, distributed=self.context.distributed)
             if self.args.world_size not in (1, self.context.world_size):
                 logger.warning("--world_size %d ignored: the launcher started %d processes", self.args.world_size,
                                self.context.world_size)
             self.settings = derive_settings(self.args, self.phase, self.context)
             self._set_up()
-        except BaseException:
-            shutdown_distributed(self.context)
-            raise
+            self._resources = stack.pop_all()
         return self
 
     def __exit__(self, *exc_info) -> None:
-        shutdown_distributed(self.context)
+        self._resources.close()
+
+    def _take_output_folder(self) -> RunLock | None:
+        """Global rank 0 locks the output folder (one job per folder: util/run_lock.py) and removes
+        what a killed checkpoint write left there; the other ranks are the same job."""
+        self.leftovers: list[Path] = []
+        if not self.context.is_main:
+            return None
+        output_dir = Path(self.args.output_dir).expanduser()
+        lock = RunLock(output_dir)
+        try:
+            lock.acquire(force=self.args.force_lock)
+        except RunLockedError as error:
+            raise SetupError(str(error)) from None
+        self.leftovers = remove_leftover_temporary_files(output_dir)
+        return lock
 
     # -- set-up: model, optimizer, what to resume from ---------------------------------------------
 
@@ -116,6 +142,8 @@ class TrainingRun:
         logger.info("%s on %s, %d process(es), precision %s, effective batch %d, lr %.3e",
                     settings.phase, settings.device, context.world_size, settings.precision,
                     settings.effective_batch_size, settings.lr)
+        for leftover in self.leftovers:
+            logger.info("removed %s, left by a checkpoint write that was killed midway", leftover)
         self.resume_from = resume_path(args.resume, settings.output_dir)
         adapter = self._read_adapter()
         llama = open_llama_folder(settings.llama_dir, args.llama_type, adapter.llama_type if adapter else None)
@@ -180,8 +208,10 @@ class TrainingRun:
                 # The optimizer holds its own copy of the state; the file's memory map would keep
                 # its disk space taken after the next save replaces it.
                 self.resume_state = None
-            with PreemptionHandler() as self.preemption:
-                self._epochs(position)
+            if any_rank(self.preemption.requested, context):
+                self._log_stop(position, before_training=True)
+                return
+            self._epochs(position)
 
     def _loop_settings(self) -> LoopSettings:
         args = self.args
@@ -225,6 +255,8 @@ class TrainingRun:
 
     def _save_or_stop_between_steps(self, position: Position) -> bool:
         """After a step inside an epoch: the periodic checkpoint, and the stop on a signal (True: stop)."""
+        if self.lock is not None:
+            self.lock.refresh()
         interval = self.args.save_interval_steps
         saved = False
         if interval and position.global_step % interval == 0:
@@ -245,11 +277,15 @@ class TrainingRun:
                         else batches_in_steps(position.step_in_epoch, batches, self.args.accum_iter))
         self.checkpointer.save(position, batches_done, epoch_file)
 
-    def _log_stop(self, position: Position) -> None:
+    def _log_stop(self, position: Position, before_training: bool = False) -> None:
         signal_name = self.preemption.signal_name or "a stop signal (on another rank)"
-        logger.info("stopped by %s at epoch %d after step %d; checkpoint-last.pth in %s holds this point: run the "
-                    "same command with --resume auto (the launchers pass it) to continue", signal_name,
-                    position.epoch, position.step_in_epoch, self.settings.output_dir)
+        if before_training:
+            logger.info("stopped by %s before training began: nothing to save; launching again starts (or "
+                        "resumes) the run", signal_name)
+            return
+        logger.info("stopped by %s at epoch %d after step %d; checkpoint-last.pth in %s holds this point: "
+                    "launching again on this folder resumes there (--resume auto, which the launchers pass)",
+                    signal_name, position.epoch, position.step_in_epoch, self.settings.output_dir)
 
     def _end_epoch(self, epoch: int, stats: dict, position: Position, seconds: float) -> None:
         args = self.args
@@ -270,6 +306,8 @@ class TrainingRun:
         last_epoch = epoch + 1 == args.epochs
         epoch_file = epoch if epoch % args.save_freq == 0 or last_epoch else None
         self._save(position, epoch_file)
+        if self.lock is not None:
+            self.lock.refresh()
 
     def _validation_loss(self) -> float:
         data = self.data

@@ -38,25 +38,29 @@ _imagebind_llm_launch() {
         rendezvous=(--standalone)
     fi
 
+    # One job per output folder: refuse, here in the terminal, a folder a live job holds. (The job's
+    # rank 0 takes the lock itself; on the other nodes of a multi-node job it is their own job's.)
+    if [ "${NODE_RANK:-0}" = 0 ]; then
+        "$python" "$repo_root/exps/supervise.py" --check_lock "$output_dir" || return 1
+    fi
+
     local log_file="$output_dir/output.log"
-    # torchrun passes these signals on to the workers, which save a checkpoint and stop; SIGUSR1 is
-    # SLURM's warning signal (sbatch --signal=USR1@SECONDS), which torchrun does not pass on by default
-    # (PET_SIGNALS_TO_HANDLE is its --signals_to_handle; older releases read TORCHELASTIC_SIGNALS_TO_HANDLE).
-    local signals="${PET_SIGNALS_TO_HANDLE:-SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1}"
+    # exps/supervise.py runs torchrun: it passes stop signals to the workers, which save a checkpoint
+    # and exit 0, and keeps torchrun's failure report out of the log's last lines (see its docstring).
     # Run from the caller's folder, so that relative paths mean what they meant where they were typed.
-    local -a command=(env "PET_SIGNALS_TO_HANDLE=$signals" "TORCHELASTIC_SIGNALS_TO_HANDLE=$signals"
-        "$python" -u -m torch.distributed.run "${rendezvous[@]}" --nproc_per_node "$nproc"
+    local -a torchrun=("$python" -u -m torch.distributed.run "${rendezvous[@]}" --nproc_per_node "$nproc"
         "$repo_root/$entry" --output_dir "$output_dir" --resume auto "$@")
-    echo "[$(date '+%Y-%m-%d %H:%M:%S')] ${command[*]}" >> "$log_file"
+    local -a command=("$python" -u "$repo_root/exps/supervise.py" --log "$log_file")
+    echo "[$(date '+%Y-%m-%d %H:%M:%S')] ${torchrun[*]}" >> "$log_file"
 
     if [ "${FOREGROUND:-0}" = 1 ]; then
-        "${command[@]}" 2>&1 | tee -a "$log_file"
-        return "${PIPESTATUS[0]}"
+        "${command[@]}" --echo -- "${torchrun[@]}"
+        return
     fi
     # In the background, detached from the terminal: the job survives the shell closing, and the
     # subshell keeps it out of the caller's job table.
     local pid
-    pid="$({ nohup setsid "${command[@]}" >> "$log_file" 2>&1 < /dev/null & echo $!; })" || return 1
+    pid="$({ nohup setsid "${command[@]}" -- "${torchrun[@]}" >> "$log_file" 2>&1 < /dev/null & echo $!; })" || return 1
     echo "$pid" >| "$output_dir/launcher.pid"  # >|: a relaunch overwrites it even under the caller's noclobber
     echo "Started $entry in the background (process $pid)."
     echo "Log:    $log_file"

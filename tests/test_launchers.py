@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ import torch
 
 from exps.tiny_assets import TinyAssets, write_tiny_assets
 from support import REPO_ROOT
+from support.processes import process_ended, wait_until
 
 ENV = {**os.environ, "PYTHON": sys.executable, "NPROC_PER_NODE": "1", "OMP_NUM_THREADS": "1"}
 ENV.pop("FOREGROUND", None)
@@ -83,23 +83,6 @@ echo "shell alive"
         assert (tmp_path / phase / "checkpoint-0.pth").is_file()
 
 
-def process_ended(pid: int) -> bool:
-    """Whether `pid` has exited (gone, or a zombie nobody has reaped yet)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def test_a_background_job_stops_on_slurms_signal_and_a_relaunch_resumes_it(assets, tmp_path):
     output_dir = tmp_path / "job"
     launch = (f". {REPO_ROOT}/exps/pretrain.sh llama pretrain.yaml {output_dir} {tiny_flags(assets)} "
@@ -117,10 +100,11 @@ snapshot {tmp_path}/after
     assert f"kill {pid}" in result.stdout
     losses = output_dir / "step_losses.jsonl"
     wait_until(lambda: losses.exists() and losses.stat().st_size > 0 or process_ended(pid), 120, "the first step")
-    os.kill(pid, signal.SIGUSR1)  # to torchrun, which passes it on to the worker
+    os.kill(pid, signal.SIGUSR1)  # to the launcher's job process, which passes it on to the worker
     wait_until(lambda: process_ended(pid), 120, "the job to stop")
     log = (output_dir / "output.log").read_text()
     assert "stopped by SIGUSR1" in log, log
+    assert "Traceback" not in log and "launching again on this folder resumes" in log.rstrip().splitlines()[-1]
     stopped = torch.load(output_dir / "checkpoint-last.pth", map_location="cpu", weights_only=True)
     assert 0 < stopped["global_step"] < 36
 
@@ -160,5 +144,5 @@ echo "shell alive"
     assert "launcher: DATA_YAML 'nothing.yaml' is not a file" in errors
     assert "launcher: PRETRAINED_PTH 'nothing.pth' is not a file" in errors
     assert "launcher: missing PRETRAINED_PTH" in errors
-    assert "ImageBind weights not found at /nowhere.pth" in result.stdout  # the run's own message, via tee
+    assert "ImageBind weights not found at /nowhere.pth" in result.stdout  # the run's own message, echoed
     assert_unchanged(tmp_path, "before", "after_1", "after_2", "after_3")

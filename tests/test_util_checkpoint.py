@@ -15,6 +15,7 @@ from util.checkpoint import (
     find_latest_checkpoint,
     last_checkpoint_path,
     prune_checkpoints,
+    remove_leftover_temporary_files,
     save_checkpoint,
 )
 
@@ -134,3 +135,14 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(tmp_path / "checkpoint-1.pth").st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_leftovers_of_killed_writes_are_removed_and_nothing_else(tmp_path):
+    leftovers = [tmp_path / ".checkpoint-last.pth.4242.0123abcd.tmp", tmp_path / ".checkpoint-3.pth.7.ffffffff.tmp"]
+    kept = [tmp_path / "checkpoint-last.pth", tmp_path / ".checkpoint-last.pth.tmp", tmp_path / "notes.tmp",
+            tmp_path / ".checkpoint-best.pth.1.0123abcd.tmp"]
+    for path in leftovers + kept:
+        path.write_bytes(b"x")
+    assert remove_leftover_temporary_files(tmp_path) == sorted(leftovers)
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+    assert remove_leftover_temporary_files(tmp_path / "absent") == []

@@ -2,7 +2,8 @@
 
 What a checkpoint holds is the engine's business; this file only makes sure that a file named
 `checkpoint-*.pth` is always complete. A run killed in the middle of a write (preemption, a full
-disk, a node failure) leaves the previous file untouched and at most a hidden temporary file.
+disk, a node failure) leaves the previous file untouched and at most a hidden temporary file,
+which the next run removes (remove_leftover_temporary_files).
 
 Layout of an output folder:
     checkpoint-<epoch>.pth   one per saved epoch; the oldest are pruned with `--keep_last N`
@@ -37,8 +38,25 @@ def last_checkpoint_path(output_dir: str | Path) -> Path:
 
 def _temporary_path(path: Path) -> Path:
     # Hidden, unique per writer, and in the destination folder: os.replace is atomic only within
-    # one file system.
+    # one file system. remove_leftover_temporary_files knows this pattern.
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+_LEFTOVER = re.compile(r"\.checkpoint-(\d+|last)\.pth\.\d+\.[0-9a-f]{8}\.tmp")
+
+
+def remove_leftover_temporary_files(output_dir: str | Path) -> list[Path]:
+    """Remove the temporary files of checkpoint writes that were killed midway (only our own
+    pattern: `.checkpoint-<epoch|last>.pth.<pid>.<hex>.tmp`); returns what was removed. Call it
+    while holding the output folder (util/run_lock.py), when nobody else writes there."""
+    removed = []
+    folder = Path(output_dir)
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if _LEFTOVER.fullmatch(path.name) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return sorted(removed)
 
 
 def _fsync_dir(folder: Path) -> None:

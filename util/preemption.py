@@ -1,7 +1,8 @@
 """Turning a stop signal into a flag that the training loop reads at a step boundary.
 
-Schedulers warn before they kill: SLURM sends SIGUSR1 (with `--signal=USR1@<seconds>`) or SIGTERM,
-torchrun forwards SIGTERM to its workers. Stopping in the middle of an optimizer step would leave
+Schedulers warn before they kill: SLURM sends SIGUSR1 (with `--signal=USR1@<seconds>`) or SIGTERM;
+`kill PID` sends SIGTERM and Ctrl-C SIGINT, which the launcher (exps/supervise.py) passes on to the
+workers. Stopping in the middle of an optimizer step would leave
 nothing consistent to save, so the handler only records the signal; the engine checks
 `requested` between steps (agreeing across ranks, see `util.distributed.any_rank`), saves a
 checkpoint and returns. The handler does nothing else (no logging): it can run between any two
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 # SIGUSR1 does not exist on Windows.
 DEFAULT_SIGNALS: tuple[signal.Signals, ...] = tuple(
-    getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name)
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, name)
 )
 
 
