@@ -53,12 +53,14 @@ def _add_run_shape(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("batch and schedule")
     group.add_argument("--batch_size", default=64, type=int,
                        help="batch size per GPU (effective batch size is batch_size * accum_iter * number of GPUs)")
-    group.add_argument("--epochs", default=400, type=int)
+    group.add_argument("--epochs", default=400, type=int,
+                       help="epochs to train (with --split_epoch, an epoch is that fraction of a pass over the data)")
     group.add_argument("--accum_iter", default=1, type=int,
                        help="micro-batches per optimizer step (a larger effective batch under memory constraints); "
                             "gradients are all-reduced only on the last one")
     group.add_argument("--start_epoch", default=0, type=int, metavar="N",
-                       help="first epoch of a fresh run (a resumed run continues where its checkpoint stopped)")
+                       help="epochs already done before a fresh run starts (a resumed run continues where its "
+                            "checkpoint stopped)")
 
 
 def _add_model(parser: argparse.ArgumentParser, phase: str) -> None:
@@ -84,7 +86,8 @@ def _add_model(parser: argparse.ArgumentParser, phase: str) -> None:
 
 def _add_optimizer(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("optimizer (AdamW, betas 0.9/0.95; no weight decay on biases and 1-D tensors)")
-    group.add_argument("--weight_decay", type=float, default=0.05)
+    group.add_argument("--weight_decay", type=float, default=0.05,
+                       help="AdamW's decoupled weight decay on matrices (the launchers pass the recipe's)")
     group.add_argument("--lr", type=float, default=None, metavar="LR",
                        help="absolute learning rate; default blr * effective batch size / 256")
     group.add_argument("--blr", type=float, default=1e-3, metavar="LR",
@@ -105,10 +108,12 @@ def _add_data(parser: argparse.ArgumentParser, phase: str) -> None:
     if phase == "pretrain":
         group.add_argument("--split_epoch", type=int, default=1,
                            help="cut each pass over the data into this many epochs (the published recipe uses 50)")
-    group.add_argument("--num_workers", default=10, type=int)
+    group.add_argument("--num_workers", default=10, type=int,
+                       help="DataLoader worker processes per GPU process (0: load in the training process)")
     group.add_argument("--pin_mem", action="store_true",
-                       help="pin CPU memory in the DataLoader for faster transfers to the GPU")
-    group.add_argument("--no_pin_mem", action="store_false", dest="pin_mem")
+                       help="accepted, ignored: batches are pinned by default (the published command lines pass it)")
+    group.add_argument("--no_pin_mem", action="store_false", dest="pin_mem",
+                       help="do not pin batches in page-locked memory (pinning speeds up copies to the GPU)")
     parser.set_defaults(pin_mem=True)
     group.add_argument("--max_bad_fraction", type=float, default=0.01,
                        help="stop when more than this fraction of the samples seen were bad (missing image, ...)")
@@ -129,7 +134,7 @@ def _add_output(parser: argparse.ArgumentParser, phase: str) -> None:
                        help="write checkpoint-<epoch>.pth after epochs 0, N, 2N, ... and the last one "
                             "(checkpoint-last.pth is written after every epoch)")
     group.add_argument("--keep_last", default=None, type=int, metavar="N",
-                       help="keep only the newest N checkpoint-<epoch>.pth files (default: keep all)")
+                       help="keep only the newest N checkpoint-<epoch>.pth files (default: keep them all)")
     group.add_argument("--save_interval_steps", default=0, type=int, metavar="N",
                        help="also write checkpoint-last.pth every N optimizer steps (0: at epoch ends only)")
     group.add_argument("--resume", default=RESUME_NONE, metavar="auto|none|PATH",
@@ -158,18 +163,32 @@ def _add_speed(parser: argparse.ArgumentParser) -> None:
 def _add_devices(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("devices and processes (torchrun or SLURM set ranks through the environment)")
     group.add_argument("--device", default=None, help="cuda or cpu; default cuda when a GPU is visible, else cpu")
-    group.add_argument("--seed", default=0, type=int)
-    group.add_argument("--world_size", default=1, type=int, help="ignored: the launcher's environment decides")
+    group.add_argument("--seed", default=0, type=int,
+                       help="seeds the adapter's initialisation, the data order and every augmentation")
+    group.add_argument("--world_size", default=1, type=int,
+                       help="accepted, ignored: the launcher's environment says how many processes there are")
     group.add_argument("--local_rank", "--local-rank", default=-1, type=int,
-                       help="ignored: LOCAL_RANK from the launcher's environment decides")
-    group.add_argument("--dist_url", default="env://", help="url used to set up distributed training")
+                       help="accepted, ignored: LOCAL_RANK from the launcher's environment decides")
+    group.add_argument("--dist_url", default="env://", help="how the processes find each other (torch.distributed)")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every flag's default once: added unless its help already says it, the flag is required
+    (then it says so) or a switch, or there is no default to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.required:
+            return f"{text} (required)"
+        if "default" in text or action.nargs == 0 or action.default in (None, argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def build_parser(phase: str) -> argparse.ArgumentParser:
     """The argument parser of `phase` ("pretrain" or "finetune")."""
     check_phase(phase)
-    parser = argparse.ArgumentParser(description=_PHASE_DEFAULTS[phase]["description"],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=_PHASE_DEFAULTS[phase]["description"], formatter_class=_HelpFormatter)
     _add_run_shape(parser)
     _add_model(parser, phase)
     _add_optimizer(parser)

@@ -53,9 +53,9 @@ def llama_args_for_phase(args: ModelArgs, phase: str, tokenizer: Tokenizer | Non
             raise ValueError("ModelArgs.vocab_size is -1 and no tokenizer was given: pass tokenizer=, or set vocab_size")
         vocab_size = tokenizer.n_words
     finetune = phase == "finetune"
-    if (args.w_bias, args.w_lora) != (finetune, finetune):
-        logger.info("phase %s: building LLaMA with w_bias=%s, w_lora=%s (the arguments said %s, %s)",
-                    phase, finetune, finetune, args.w_bias, args.w_lora)
+    if (args.w_bias, args.w_lora) != (finetune, finetune):  # params.json never says: the phase decides
+        logger.debug("phase %s: LLaMA with w_bias=%s, w_lora=%s (the arguments said %s, %s)",
+                     phase, finetune, finetune, args.w_bias, args.w_lora)
     return replace(args, w_bias=finetune, w_lora=finetune, vocab_size=vocab_size,
                    adapter_layers=args.adapter_layers or args.n_layers)
 

@@ -178,3 +178,28 @@ def test_an_error_from_a_dataloader_worker_is_shown_as_its_own_message():
     assert "Traceback" in str(raised.value)  # what torch's re-raise carries
     assert user_message(raised.value) == "/data/meta.tsv row 0: missing_image: /img/0.jpg does not exist"
     assert user_message(SetupError("plain message")) == "plain message"
+
+
+@pytest.mark.parametrize("phase", ["pretrain", "finetune"])
+def test_help_gives_every_flag_a_text_and_its_default_once(phase, capsys):
+    parser = build_parser(phase)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    text = "".join(capsys.readouterr().out.split())  # argparse wraps lines (also at hyphens): compare without spaces
+    assert "(default:None)" not in text and "(default:False)" not in text
+    formatter = parser.formatter_class(prog="x")
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        described = formatter._get_help_string(action) % vars(action)
+        flag = action.option_strings[0]
+        assert len(described) > 20, f"{flag} has no text"
+        said_by_help = "default" in (action.help or "")
+        assert described.count("(default: ") <= 1 and (not said_by_help or described == action.help), flag
+        if action.default not in (None, False, True) and not action.required:  # a value worth showing
+            assert said_by_help or f"(default: {action.default})" in described, f"{flag}: {described}"
+        assert ("(required)" in described) == action.required, f"{flag}: {described}"
+        assert "".join(described.split()) in text, flag
+    for kept_for_old_command_lines in ("--world_size", "--local_rank", "--pin_mem"):
+        action = next(a for a in parser._actions if kept_for_old_command_lines in a.option_strings)
+        assert action.help.startswith("accepted, ignored")

@@ -109,7 +109,8 @@ def test_a_pretrained_file_starts_fine_tuning_with_fresh_bias_and_lora(tmp_path,
     with caplog.at_level(logging.INFO, logger="model.files.build"):
         built = build_from_files(llama_dir, "7B", imagebind_path, "finetune", TINY_IMAGEBIND, checkpoint=checkpoint)
     n_pretrained, n_finetuned = len(pretrained.state_dict_released()), len(built.state_dict_released())
-    assert f"loaded {n_pretrained} tensors, missing {n_finetuned - n_pretrained} (" in caplog.text  # the biases and LoRA
+    assert f"pretrained.pth: loaded {n_pretrained} tensors\n" in caplog.text and "missing" not in caplog.text
+    assert f"biases and LoRA factors: {n_finetuned - n_pretrained} tensors start at their initial values" in caplog.text
     tokens, images = random_tokens(2, 8, 64), random_images(2)
     with torch.no_grad():  # zero biases and LoRA: the pre-trained model's output
         torch.testing.assert_close(all_logits(built, tokens, images), all_logits(pretrained, tokens, images),

@@ -69,24 +69,29 @@ def read_adapter_checkpoint(path: PathLike) -> AdapterCheckpoint:
     return AdapterCheckpoint(str(path), model, raw)
 
 
-def finetune_key_suffixes() -> set[str]:
+def _finetune_key_suffixes() -> frozenset[str]:
     """The names after 'layers.N.' that only fine-tuning adds to LLaMA (biases, LoRA factors): the same
     for every layer and every model size, so a one-layer model on the meta device tells them."""
     args = ModelArgs(dim=8, n_layers=1, n_heads=2, vocab_size=1, multiple_of=1)
     with torch.device("meta"):
         plain = set(Transformer(args).state_dict())
         tuned = set(Transformer(replace(args, w_bias=True, w_lora=True)).state_dict())
-    return {key.split(".", 2)[2] for key in tuned - plain}
+    return frozenset(key.split(".", 2)[2] for key in tuned - plain)
+
+
+_FINETUNE_SUFFIXES = _finetune_key_suffixes()
+
+
+def is_finetune_addition(key: str) -> bool:
+    """Whether a released-layout key ('llama.' or 'llma.') is one of LLaMA's biases or LoRA factors."""
+    parts = key.split(".", 3)  # 'llama', 'layers', N, rest
+    return (len(parts) == 4 and parts[0] + "." in (PREFIX, LEGACY_PREFIX) and parts[1] == "layers"
+            and parts[3] in _FINETUNE_SUFFIXES)
 
 
 def phase_of_keys(keys: Iterable[str]) -> str:
-    """'finetune' when released-layout keys ('llama.' or 'llma.') hold LLaMA biases or LoRA factors, else 'pretrain'."""
-    suffixes = finetune_key_suffixes()
-    for key in keys:
-        parts = key.split(".", 3)  # 'llama', 'layers', N, rest
-        if len(parts) == 4 and parts[0] + "." in (PREFIX, LEGACY_PREFIX) and parts[1] == "layers" and parts[3] in suffixes:
-            return "finetune"
-    return "pretrain"
+    """'finetune' when released-layout keys hold LLaMA biases or LoRA factors, else 'pretrain'."""
+    return "finetune" if any(is_finetune_addition(key) for key in keys) else "pretrain"
 
 
 def lora_rank_of_checkpoint(checkpoint: AdapterCheckpoint, args: ModelArgs) -> int | None:

@@ -23,7 +23,9 @@ from torch import nn
 
 from model.adapter import ImageBindLLM
 from model.files import PathLike
-from model.files.adapter_checkpoint import AdapterCheckpoint, lora_rank_of_checkpoint, read_adapter_checkpoint
+from model.files.adapter_checkpoint import (
+    AdapterCheckpoint, is_finetune_addition, lora_rank_of_checkpoint, read_adapter_checkpoint,
+)
 from model.files.base_record import check_base
 from model.files.llama_folder import LlamaFolder, open_llama_folder
 from model.files.tensor_files import load_tensors
@@ -69,12 +71,13 @@ def _summary(keys: list[str]) -> str:
 
 
 def copy_state_dict(module: nn.Module, source: Mapping[str, torch.Tensor], what: str,
-                    expected: Iterable[str] | None = None) -> LoadReport:
+                    expected: Iterable[str] | None = None, fresh: Iterable[str] = ()) -> LoadReport:
     """Copy every tensor of `source` into `module`'s tensor of that name (converting dtype and device).
 
     A shape mismatch raises, naming the key and both shapes. Returns (and logs) which keys were
     loaded, which `expected` keys (default: all of the module's) the source lacks, and which
-    source keys the module lacks.
+    source keys the module lacks. Absent keys in `fresh` are meant to start from their initial
+    values (fine-tuning's biases and LoRA, which a pre-training file has not): not "missing".
     """
     targets = module.state_dict(keep_vars=True)
     report = LoadReport(what)
@@ -89,9 +92,15 @@ def copy_state_dict(module: nn.Module, source: Mapping[str, torch.Tensor], what:
                                  f"{tuple(targets[key].shape)} in the model; is the file for this model size?")
             targets[key].copy_(tensor)
             report.loaded.append(key)
-    loaded = set(report.loaded)
-    report.missing = [key for key in (targets if expected is None else expected) if key not in loaded]
-    logger.info("%s: loaded %d tensors, missing %s", what, len(report.loaded), _summary(report.missing))
+    loaded, fresh = set(report.loaded), set(fresh)
+    absent = [key for key in (targets if expected is None else expected) if key not in loaded]
+    report.missing = [key for key in absent if key not in fresh]
+    logger.info("%s: loaded %d tensors%s", what, len(report.loaded),
+                f", missing {_summary(report.missing)}" if report.missing else "")
+    if len(absent) > len(report.missing):
+        logger.info("fine-tuning adds LLaMA's biases and LoRA factors: %d tensors start at their initial values "
+                    "(zero biases, zero LoRA up-projections), as in the published code",
+                    len(absent) - len(report.missing))
     if report.unexpected:
         logger.warning("%s: %s tensors the model does not have", what, _summary(report.unexpected))
     return report
@@ -105,8 +114,9 @@ def meta_llama_keys(args: ModelArgs) -> list[str]:
 
 def apply_adapter_checkpoint(model: ImageBindLLM, checkpoint: AdapterCheckpoint) -> LoadReport:
     """Copy the checkpoint's tensors into the model; tensors the model lacks are an error."""
+    fresh = [key for key in model.state_dict_released() if is_finetune_addition(key)]
     report = copy_state_dict(model, checkpoint.model, f"adapter checkpoint {checkpoint.path}",
-                             expected=model.state_dict_released())
+                             expected=model.state_dict_released(), fresh=fresh)
     report.forbid_unexpected()
     return report
 
