@@ -11,19 +11,27 @@ _imagebind_llm_launch() {
     # `CDPATH= cd`: the caller's CDPATH would send a relative cd elsewhere and make it print the folder.
     local repo_root
     repo_root="$(CDPATH= cd -- "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || return 1
-    local python="${PYTHON:-python3}"
+    # The interpreter: $PYTHON, else the project's .venv (bash exps/setup_venv.sh makes it), else python3.
+    local python="${PYTHON:-}"
+    if [ -z "$python" ]; then
+        if [ -x "$repo_root/.venv/bin/python" ]; then python="$repo_root/.venv/bin/python"; else python=python3; fi
+    fi
+    local fix="run 'bash exps/setup_venv.sh' (the launchers then use .venv) or set PYTHON to an interpreter with the requirements"
     if ! command -v "$python" >/dev/null 2>&1; then
-        echo "launcher: '$python' not found; activate the environment (bash exps/setup_venv.sh makes .venv) or set PYTHON" >&2
+        echo "launcher: Python interpreter '$python' not found: $fix" >&2
         return 1
     fi
+    # One process per visible GPU, one CPU process where there is none; an interpreter without torch
+    # fails here, in the terminal, before anything starts.
+    local gpus
+    if ! gpus="$("$python" -c 'import torch; print(max(torch.cuda.device_count(), 1))' 2>/dev/null)"; then
+        echo "launcher: '$python' cannot import torch: $fix" >&2
+        return 1
+    fi
+    local nproc="${NPROC_PER_NODE:-$gpus}"
+    echo "Python: $python"
     mkdir -p "$output_dir" || { echo "launcher: cannot create the output folder $output_dir" >&2; return 1; }
     output_dir="$(CDPATH= cd -- "$output_dir" && pwd)"
-
-    local nproc="${NPROC_PER_NODE:-}"
-    if [ -z "$nproc" ]; then
-        # One process per visible GPU; one CPU process where there is none.
-        nproc="$("$python" -c 'import torch; print(max(torch.cuda.device_count(), 1))' 2>/dev/null)" || nproc=1
-    fi
     local -a rendezvous
     if [ "${NNODES:-1}" -gt 1 ]; then
         if [ -z "${MASTER_ADDR:-}" ] || [ -z "${NODE_RANK:-}" ]; then

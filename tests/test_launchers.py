@@ -146,3 +146,38 @@ echo "shell alive"
     assert "launcher: missing PRETRAINED_PTH" in errors
     assert "ImageBind weights not found at /nowhere.pth" in result.stdout  # the run's own message, echoed
     assert_unchanged(tmp_path, "before", "after_1", "after_2", "after_3")
+
+
+def interpreter(path: Path, *python_flags: str) -> Path:
+    """A `python` at `path` that runs this test's interpreter (with `python_flags`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'#!/bin/sh\nexec {sys.executable} {" ".join(python_flags)} "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+def test_a_python_without_torch_fails_in_the_terminal_and_starts_nothing(assets, tmp_path):
+    no_torch = interpreter(tmp_path / "bin" / "python", "-S")  # no site-packages: no torch
+    out = tmp_path / "out"
+    script = f". {REPO_ROOT}/exps/pretrain.sh llama pretrain.yaml {out} {tiny_flags(assets)}\necho \"status $?\"\n"
+    result = run_bash(script, assets.root, tmp_path, env={**ENV, "PYTHON": str(no_torch)})
+    assert "status 1" in result.stdout and "Started" not in result.stdout
+    assert f"launcher: '{no_torch}' cannot import torch: run 'bash exps/setup_venv.sh'" in result.stderr
+    assert not out.exists()  # nothing was started, not even the output folder
+
+
+def test_without_python_set_the_projects_venv_is_used(assets, tmp_path):
+    repo = tmp_path / "repo"  # this checkout, with a .venv of its own
+    repo.mkdir()
+    for entry in REPO_ROOT.iterdir():
+        if entry.name not in (".venv", ".git"):
+            (repo / entry.name).symlink_to(entry)
+    venv_python = interpreter(repo / ".venv" / "bin" / "python")
+    interpreter(tmp_path / "path" / "python3", "-S")  # the python3 first on the PATH has no torch
+    env = {key: value for key, value in ENV.items() if key != "PYTHON"}
+    env["PATH"] = f"{tmp_path / 'path'}:{env['PATH']}"
+    out = tmp_path / "out"
+    script = (f"FOREGROUND=1\n. {repo}/exps/pretrain.sh llama pretrain.yaml {out} {tiny_flags(assets)} "
+              "--imagebind_config imagebind/tiny.yaml --split_epoch 1\necho \"status $?\"\n")
+    result = run_bash(script, assets.root, tmp_path, env=env)
+    assert f"Python: {venv_python}" in result.stdout and "status 0" in result.stdout, result.stdout + result.stderr
