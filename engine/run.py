@@ -45,7 +45,7 @@ from engine.optimizer import build_optimizer
 from engine.parallel import broadcast_trainables, check_trainables_agree, wrap_for_training
 from engine.precision import grad_scaler
 from engine.train_loop import LoopSettings, Position, Trainer, batches_in_steps, steps_in_epoch
-from model.files.adapter_checkpoint import AdapterCheckpoint, read_adapter_checkpoint
+from model.files.adapter_checkpoint import AdapterCheckpoint, CheckpointFileError, read_adapter_checkpoint
 from model.files.llama_folder import open_llama_folder
 from util.checkpoint import remove_leftover_temporary_files
 from util.distributed import any_rank, init_distributed, shutdown_distributed
@@ -174,7 +174,12 @@ class TrainingRun:
         """The checkpoint the adapter tensors come from, opened once: the one resumed from, else
         (fine-tuning) the pre-training checkpoint, else none."""
         path = self.resume_from or self.settings.pretrained_path
-        return read_adapter_checkpoint(path) if path is not None else None
+        if path is None:
+            return None
+        try:
+            return read_adapter_checkpoint(path)
+        except CheckpointFileError as error:  # a file of another kind: say which flag named it
+            raise SetupError(f"{'--resume' if self.resume_from else '--pretrained_path'}: {error}") from None
 
     def data_settings(self) -> dict[str, Any]:
         """What this run needs of its data: the keyword arguments of data/training_data.py's

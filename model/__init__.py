@@ -9,7 +9,7 @@ The model itself takes tensors only:
     llama.py       LLaMA in Meta's layout (RMSNorm, rotary, SwiGLU, KV cache), biases and LoRA
     adapter.py     ImageBindLLM: ImageBind -> bridge -> gated prefix in every layer; loss, generate
     generation.py  the decoding loop (top-p, per-row end of sequence)
-    layout.py      which tensors each phase trains and which a released file holds; PHASES
+    layout.py      which tensors each phase trains, which a released file holds, the phase its keys say
     tokenizer.py   the tokenizer, the prompts and the batch constants data/ shares (its one import here)
     imagebind/     the frozen ImageBind encoder, six modalities
     files/         reading and writing files: LLaMA folders (Meta, Hugging Face), the ImageBind file,

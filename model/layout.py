@@ -14,11 +14,13 @@ substring of a name, so a tensor added later is frozen and unsaved until a rule 
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from dataclasses import replace
+from typing import Callable, Iterable, Iterator
 
+import torch
 from torch import Tensor, nn
 
-from model.llama import GatedPrefixAttention, LoRADown, LoRAUp, RMSNorm
+from model.llama import GatedPrefixAttention, LoRADown, LoRAUp, ModelArgs, RMSNorm, Transformer
 
 PHASES = ("pretrain", "finetune")
 
@@ -35,6 +37,8 @@ BRIDGE_MODULES = ("image_bind_proj",) + tuple(
 )
 PREFIX_MODULE = "prefix_query"
 LLAMA_MODULE = "llama"
+# Released-layout keys of LLaMA's tensors start with this; older released files spell it "llma.".
+PREFIX, LEGACY_PREFIX = "llama.", "llma."
 
 # (module's name inside the model, the module, the parameter's own name) -> bool
 ParameterRule = Callable[[str, nn.Module, str], bool]
@@ -80,3 +84,30 @@ def trainable_parameters(model: nn.Module, phase: str) -> dict[str, nn.Parameter
 def released_state_dict(model: nn.Module) -> dict[str, Tensor]:
     """The released layout: name -> detached tensor (shared with the model, not copied)."""
     return {name: param.detach() for name, param in named_parameters_where(model, is_released)}
+
+
+# -- the phase a file's keys say -------------------------------------------------------------------
+
+def _finetune_key_suffixes() -> frozenset[str]:
+    """The names after 'layers.N.' that only fine-tuning adds to LLaMA (biases, LoRA factors): the same
+    for every layer and every model size, so a one-layer model on the meta device tells them."""
+    args = ModelArgs(dim=8, n_layers=1, n_heads=2, vocab_size=1, multiple_of=1)
+    with torch.device("meta"):
+        plain = set(Transformer(args).state_dict())
+        tuned = set(Transformer(replace(args, w_bias=True, w_lora=True)).state_dict())
+    return frozenset(key.split(".", 2)[2] for key in tuned - plain)
+
+
+_FINETUNE_SUFFIXES = _finetune_key_suffixes()
+
+
+def is_finetune_addition(key: str) -> bool:
+    """Whether a released-layout key ('llama.' or 'llma.') is one of LLaMA's biases or LoRA factors."""
+    parts = key.split(".", 3)  # 'llama', 'layers', N, rest
+    return (len(parts) == 4 and parts[0] + "." in (PREFIX, LEGACY_PREFIX) and parts[1] == "layers"
+            and parts[3] in _FINETUNE_SUFFIXES)
+
+
+def phase_of_keys(keys: Iterable[str]) -> str:
+    """'finetune' when released-layout keys hold LLaMA biases or LoRA factors, else 'pretrain'."""
+    return "finetune" if any(is_finetune_addition(key) for key in keys) else "pretrain"

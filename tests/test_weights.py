@@ -12,7 +12,7 @@ import torch
 import model as model_package
 from model.files.llama_folder import choose_llama_type, llama_model_dir, open_llama_folder
 from model.files.meta_folder import merged_llama_state_dict
-from model.files.adapter_checkpoint import read_adapter_checkpoint
+from model.files.adapter_checkpoint import CheckpointFileError, read_adapter_checkpoint
 from model.files.build import build_from_files
 from support.tiny_models import (
     TINY_IMAGEBIND, all_logits, random_images, random_tokens, save_checkpoint, split_like_meta, tiny_model,
@@ -187,3 +187,16 @@ def test_reading_a_checkpoint_names_the_file_when_missing_or_truncated(tmp_path,
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cut.pth.*incomplete"):
         read_adapter_checkpoint(tmp_path / "cut.pth")
+
+
+def test_a_file_of_another_kind_is_named_for_what_it_is(tmp_path, source, user_files):
+    llama_dir, imagebind_path = user_files
+    text = tmp_path / "notes.pth"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CheckpointFileError, match=r"notes.pth cannot be read as a checkpoint .*not a torch file") as raised:
+        read_adapter_checkpoint(text)
+    assert "weights_only" not in str(raised.value)  # torch's advice to load untrusted files does not reach users
+    with pytest.raises(CheckpointFileError, match=r"is not an adapter checkpoint .*ImageBind's weights .*--imagebind_path"):
+        read_adapter_checkpoint(imagebind_path)
+    with pytest.raises(CheckpointFileError, match=r"a shard of Meta's LLaMA weights"):
+        read_adapter_checkpoint(llama_dir / "7B" / "consolidated.00.pth")

@@ -11,15 +11,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import torch
 
 from model.files import PathLike
+from model.files.summary import HF_SHARD, IMAGEBIND, META_SHARD, flat_layout, is_adapter_file
 from model.files.tensor_files import load_tensors
+from model.layout import LEGACY_PREFIX, PREFIX, phase_of_keys
 from model.llama import LoRADown, ModelArgs, Transformer
 
-LEGACY_PREFIX, PREFIX = "llma.", "llama."
+# What to do with a file of another kind that was given as an adapter checkpoint.
+_WRONG_KIND_ADVICE = {
+    IMAGEBIND: "ImageBind's weights (imagebind_huge.pth), which go to --imagebind_path",
+    META_SHARD: "a shard of Meta's LLaMA weights, which stays in its model folder under --llama_path",
+    HF_SHARD: "Hugging Face LLaMA weights, which stay in their model folder under --llama_path",
+}
+ADAPTER_FILES = "7B-pretrained.pth, 7B.pth or a checkpoint-N.pth of a run"
+
+
+class CheckpointFileError(ValueError):
+    """A file given as an adapter checkpoint is not one (or cannot be read); the message says what it is."""
+
 
 
 @dataclass
@@ -57,41 +70,17 @@ def read_adapter_checkpoint(path: PathLike) -> AdapterCheckpoint:
         raise FileNotFoundError(f"adapter checkpoint not found: {path}")
     try:
         raw = load_tensors(path)
-    except Exception as error:  # torch.load fails in many ways on a file that is not whole
-        raise ValueError(f"cannot read checkpoint {path} ({type(error).__name__}: {error}); the file may be "
-                         "incomplete (copied while being written?) or not a torch checkpoint") from error
-    if not isinstance(raw, dict) or not isinstance(raw.get("model"), Mapping):
-        raise ValueError(f"{path}: expected a dict with the tensors under 'model' (the released layout), "
-                         f"found {type(raw).__name__} with keys {list(raw)[:5] if isinstance(raw, dict) else '-'}")
+    except Exception as error:  # torch.load fails in many ways on what is not its file (its advice misleads)
+        raise CheckpointFileError(f"{path} cannot be read as a checkpoint ({type(error).__name__}): it may be "
+                                  f"incomplete (copied while being written?) or not a torch file; expected "
+                                  f"{ADAPTER_FILES}") from None
+    if not is_adapter_file(raw):
+        kind = _WRONG_KIND_ADVICE.get(flat_layout(raw), "no adapter tensors under 'model'")
+        raise CheckpointFileError(f"{path} is not an adapter checkpoint ({ADAPTER_FILES}): it holds {kind}")
     model = {}
     for key, tensor in raw["model"].items():
         model[PREFIX + key[len(LEGACY_PREFIX):] if key.startswith(LEGACY_PREFIX) else key] = tensor
     return AdapterCheckpoint(str(path), model, raw)
-
-
-def _finetune_key_suffixes() -> frozenset[str]:
-    """The names after 'layers.N.' that only fine-tuning adds to LLaMA (biases, LoRA factors): the same
-    for every layer and every model size, so a one-layer model on the meta device tells them."""
-    args = ModelArgs(dim=8, n_layers=1, n_heads=2, vocab_size=1, multiple_of=1)
-    with torch.device("meta"):
-        plain = set(Transformer(args).state_dict())
-        tuned = set(Transformer(replace(args, w_bias=True, w_lora=True)).state_dict())
-    return frozenset(key.split(".", 2)[2] for key in tuned - plain)
-
-
-_FINETUNE_SUFFIXES = _finetune_key_suffixes()
-
-
-def is_finetune_addition(key: str) -> bool:
-    """Whether a released-layout key ('llama.' or 'llma.') is one of LLaMA's biases or LoRA factors."""
-    parts = key.split(".", 3)  # 'llama', 'layers', N, rest
-    return (len(parts) == 4 and parts[0] + "." in (PREFIX, LEGACY_PREFIX) and parts[1] == "layers"
-            and parts[3] in _FINETUNE_SUFFIXES)
-
-
-def phase_of_keys(keys: Iterable[str]) -> str:
-    """'finetune' when released-layout keys hold LLaMA biases or LoRA factors, else 'pretrain'."""
-    return "finetune" if any(is_finetune_addition(key) for key in keys) else "pretrain"
 
 
 def lora_rank_of_checkpoint(checkpoint: AdapterCheckpoint, args: ModelArgs) -> int | None:

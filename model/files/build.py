@@ -23,12 +23,11 @@ from torch import nn
 
 from model.adapter import ImageBindLLM
 from model.files import PathLike
-from model.files.adapter_checkpoint import (
-    AdapterCheckpoint, is_finetune_addition, lora_rank_of_checkpoint, read_adapter_checkpoint,
-)
+from model.files.adapter_checkpoint import AdapterCheckpoint, lora_rank_of_checkpoint, read_adapter_checkpoint
 from model.files.base_record import check_base
 from model.files.llama_folder import LlamaFolder, open_llama_folder
 from model.files.tensor_files import load_tensors
+from model.layout import is_finetune_addition
 from model.llama import ModelArgs, Transformer
 
 logger = logging.getLogger(__name__)

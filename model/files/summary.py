@@ -21,10 +21,9 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from model.files import PathLike
-from model.files.adapter_checkpoint import LEGACY_PREFIX, PREFIX, phase_of_keys
 from model.files.base_record import DEFAULT_LLAMA_TYPE
 from model.files.tensor_files import load_tensors
-from model.layout import BRIDGE_MODULES, PREFIX_MODULE
+from model.layout import BRIDGE_MODULES, LEGACY_PREFIX, PREFIX, PREFIX_MODULE, phase_of_keys
 
 RELEASED_PRETRAIN, RELEASED_FINETUNE = "released pretrain", "released finetune"
 TRAINING_CHECKPOINT = "our training checkpoint"
@@ -93,6 +92,11 @@ def _top_modules(keys: list[str]) -> set[str]:
     return {key.split(".", 1)[0] for key in keys}
 
 
+def is_adapter_file(raw: Any) -> bool:
+    """Whether torch.load's `raw` is an adapter checkpoint: the released layout under 'model'."""
+    return isinstance(raw, Mapping) and _is_adapter_state(raw.get("model"))
+
+
 def _is_adapter_state(state: Any) -> bool:
     if not isinstance(state, Mapping) or not state:
         return False
@@ -100,7 +104,11 @@ def _is_adapter_state(state: Any) -> bool:
     return any(key.startswith((PREFIX, LEGACY_PREFIX)) for key in keys) or bool(_top_modules(keys) & _ADAPTER_TOP_MODULES)
 
 
-def _flat_layout(keys: list[str]) -> str:
+def flat_layout(raw: Any) -> str:
+    """What a file that is not an adapter checkpoint holds: IMAGEBIND, META_SHARD, HF_SHARD or UNKNOWN."""
+    keys = list(raw) if isinstance(raw, Mapping) else []
+    if not keys or not all(isinstance(key, str) for key in keys):
+        return UNKNOWN
     top = _top_modules(keys)
     if top and top <= _IMAGEBIND_TOP_MODULES:
         return IMAGEBIND
@@ -119,7 +127,7 @@ def summarize_file(path: PathLike) -> FileSummary:
         raw = load_tensors(path)
     except Exception as error:  # torch.load fails in many ways on what is not its file; one message for all
         raise ValueError(f"{path} is not a file torch.load can read ({type(error).__name__}: {error})") from error
-    if isinstance(raw, Mapping) and _is_adapter_state(raw.get("model")):
+    if is_adapter_file(raw):
         ours = any(key in raw for key in OUR_RECORD_KEYS)
         phase = raw.get("phase") if ours and raw.get("phase") else phase_of_keys(raw["model"])
         layout = TRAINING_CHECKPOINT if ours else RELEASED_FINETUNE if phase == "finetune" else RELEASED_PRETRAIN
@@ -127,8 +135,7 @@ def summarize_file(path: PathLike) -> FileSummary:
         return FileSummary(str(path), layout, phase, _stats(raw["model"]), _stats(others), raw.get("base"),
                            {key: int(raw[key]) for key in POSITION_KEYS if isinstance(raw.get(key), int)}, list(raw))
     keys = list(raw) if isinstance(raw, Mapping) else []
-    layout = _flat_layout(keys) if keys and all(isinstance(key, str) for key in keys) else UNKNOWN
-    return FileSummary(str(path), layout, None, _stats(raw), TensorStats(), None, {}, keys)
+    return FileSummary(str(path), flat_layout(raw), None, _stats(raw), TensorStats(), None, {}, keys)
 
 
 def _size(n_bytes: int) -> str:
