@@ -77,7 +77,7 @@ def read_caption_table(path: str | Path, strict: bool = False, chunk_rows: int =
     other_warnings: list[warnings.WarningMessage] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
-        for chunk in _chunks(path, separator, strict, chunk_rows):
+        for chunk in read_table_chunks(path, separator, strict, chunk_rows):
             urls.extend(chunk["url"].tolist())
             captions.extend(chunk["caption"].tolist())
             rows += len(chunk)
@@ -102,7 +102,7 @@ def read_caption_table(path: str | Path, strict: bool = False, chunk_rows: int =
     return table
 
 
-def _chunks(path: Path, separator: str, strict: bool, chunk_rows: int):
+def read_table_chunks(path: Path, separator: str, strict: bool, chunk_rows: int):
     """pandas DataFrames of all columns as strings; no NaN conversion, so an empty field stays ''."""
     try:
         # All columns are read (no usecols): with usecols pandas silently ignores extra fields.

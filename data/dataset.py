@@ -203,7 +203,7 @@ class FinetuneDataset(_MetaFileDataset):
     item_note = "(0-based)"
 
     def _read_source(self, source: MetaSource) -> RecordList:
-        records = _load_json_list(source)
+        records = load_json_list(source)
         # Kept as packed JSON text, not as Python dicts: forked workers share it (see packed_strings.py).
         packed = PackedStringsBuilder()
         packed.extend([json.dumps(record, ensure_ascii=False) for record in records])
@@ -232,7 +232,7 @@ class RecordList:
         return len(self.json)
 
 
-def _load_json_list(source: MetaSource) -> list:
+def load_json_list(source: MetaSource) -> list:
     try:
         with open(source.path, encoding="utf-8") as stream:
             records = json.load(stream)

@@ -23,6 +23,7 @@ from data.bad_samples import BadSampleError, TooManyBadSamplesError, check_bad_f
 from data.collate import collate_samples
 from data.config import DataConfigError, load_data_config
 from data.dataset import FinetuneDataset, PretrainDataset
+from data.preflight import SourcePreview, preview_data
 from data.sampler import DistributedBatchSampler
 from data.transforms import eval_transform, train_transform
 from model.tokenizer import Tokenizer
@@ -63,6 +64,16 @@ class DataSettings:
     split_epoch: int
     """Each pass over the data is cut into this many epochs."""
     pad_to_multiple: int
+    preview_only: bool = False
+    """--dry_run: only look at the data (data/preflight.py) and return a DataPreview."""
+
+
+@dataclass
+class DataPreview:
+    """What a dry run learns of the data without building it (data/preflight.py)."""
+
+    train: list[SourcePreview]
+    val: list[SourcePreview] | None
 
 
 @dataclass
@@ -92,13 +103,18 @@ def _sampler(dataset, settings: DataSettings, group_by_length: bool, split_epoch
     )
 
 
-def build_training_data(dataset_class: DatasetClass, settings: DataSettings) -> TrainingData:
-    """Datasets, samplers and the collate function the settings describe.
+def build_training_data(dataset_class: DatasetClass, settings: DataSettings) -> TrainingData | DataPreview:
+    """Datasets, samplers and the collate function the settings describe (only a look at the data
+    under `preview_only`).
 
     The readers and the sampler check what they are given with ValueError, whose message says what
     to change: it becomes a DataSetupError, which the entry points report as one line.
     """
     try:
+        if settings.preview_only:
+            val = settings.val_config_path
+            return DataPreview(preview_data(dataset_class, settings.config_path),
+                               preview_data(dataset_class, val) if val is not None else None)
         return _build(dataset_class, settings)
     except (DataConfigError, BadSampleError):
         raise

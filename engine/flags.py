@@ -45,7 +45,7 @@ HARMLESS_ON_RESUME = frozenset({
     "output_dir", "log_dir", "num_workers", "pin_mem", "print_freq", "save_freq", "keep_last",
     "save_interval_steps", "log_step_losses", "resume", "resume_force", "device", "dist_url",
     "world_size", "local_rank", "start_epoch", "val_data_config", "max_bad_fraction", "on_bad_sample",
-    "pad_to_multiple", "compile", "activation_checkpointing", "force_lock",
+    "pad_to_multiple", "compile", "activation_checkpointing", "force_lock", "dry_run",
 })
 
 
@@ -145,6 +145,10 @@ def _add_output(parser: argparse.ArgumentParser, phase: str) -> None:
                             "wrong: a job on another host that is gone, before the lock goes stale)")
     group.add_argument("--resume_force", action="store_true",
                        help="resume even though the model, phase or data settings changed")
+    group.add_argument("--dry_run", action="store_true",
+                       help="check everything the run needs (flags, the data config and its first entries and "
+                            "images, the LLaMA folder, the ImageBind file, checkpoints, the output folder, resuming) "
+                            "and print what it would do; loads no weights, trains nothing, writes nothing")
     group.add_argument("--log_step_losses", action="store_true",
                        help="debugging: write every optimizer step's loss to step_losses.jsonl (reads the loss each step)")
 

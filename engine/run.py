@@ -35,18 +35,17 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from engine.checkpoint import Checkpointer, RunRecord, check_resumable, restore_training_state, resume_path
+from engine.checkpoint import Checkpointer, restore_training_state
 from engine.data_source import DataParts, epoch_loader
 from engine.errors import SetupError, TrainingError, user_message
 from engine.evaluate import validation_loss
 from engine.flags import RunSettings, build_parser, derive_settings, requested_device
 from engine.model_setup import SpeedSettings, build_training_model, prepare_for_training
 from engine.optimizer import build_optimizer
+from engine.plan import check_imagebind_file, describe_plan, planned_context, resolve_inputs
 from engine.parallel import broadcast_trainables, check_trainables_agree, wrap_for_training
 from engine.precision import grad_scaler
 from engine.train_loop import LoopSettings, Position, Trainer, batches_in_steps, steps_in_epoch
-from model.files.adapter_checkpoint import AdapterCheckpoint, CheckpointFileError, read_adapter_checkpoint
-from model.files.llama_folder import open_llama_folder
 from util.checkpoint import remove_leftover_temporary_files
 from util.distributed import any_rank, init_distributed, shutdown_distributed
 from util.log import init_logger
@@ -103,12 +102,16 @@ class TrainingRun:
                 die_with_parent()  # a worker outlives no launcher (util/parent_death.py)
             # Stop signals become a request, read at step boundaries, from the start on.
             self.preemption = stack.enter_context(PreemptionHandler())
-            self.context = init_distributed(requested_device(self.args), self.args.dist_url)
-            stack.callback(shutdown_distributed, self.context)
-            self.lock = self._take_output_folder()
-            if self.lock is not None:
-                stack.callback(self.lock.release)
-            init_logger(self.context.rank, self.args.output_dir, distributed=self.context.distributed)
+            if self.args.dry_run:  # one process standing for the job; it writes nothing
+                self.context, self.lock, self.leftovers = planned_context(self.args), None, []
+                init_logger(0, level=logging.WARNING)  # the plan is printed; only problems are logged
+            else:
+                self.context = init_distributed(requested_device(self.args), self.args.dist_url)
+                stack.callback(shutdown_distributed, self.context)
+                self.lock = self._take_output_folder()
+                if self.lock is not None:
+                    stack.callback(self.lock.release)
+                init_logger(self.context.rank, self.args.output_dir, distributed=self.context.distributed)
             if self.args.world_size not in (1, self.context.world_size):
                 logger.warning("--world_size %d ignored: the launcher started %d processes", self.args.world_size,
                                self.context.world_size)
@@ -144,23 +147,14 @@ class TrainingRun:
                     settings.effective_batch_size, settings.lr)
         for leftover in self.leftovers:
             logger.info("removed %s, left by a checkpoint write that was killed midway", leftover)
-        self.resume_from = resume_path(args.resume, settings.output_dir)
-        adapter = self._read_adapter()
-        llama = open_llama_folder(settings.llama_dir, args.llama_type, adapter.llama_type if adapter else None)
-        imagebind_args = settings.imagebind_args
-        if imagebind_args is None and adapter is not None:
-            imagebind_args = adapter.imagebind_args
-        self.record = RunRecord(settings.phase, imagebind_args, settings.data_config_sha256, context.world_size,
-                                settings.precision, base=llama.base_record)
-        # What resuming needs besides the model's tensors; a resume of another run is refused
-        # before anything large is loaded.
-        self.resume_state = adapter.contents if self.resume_from is not None else None
-        if self.resume_state is not None:
-            check_resumable(self.resume_state, self.resume_from, args, self.record)
-            logger.info("resuming from %s", self.resume_from)
+        self.inputs = resolve_inputs(args, settings, context)  # each file opened once
+        if args.dry_run:
+            self.imagebind_tensors = check_imagebind_file(settings.imagebind_path)
+            return
         seed_everything(args.seed)  # the same on every rank: a fresh adapter starts the same everywhere
-        self.model = build_training_model(llama, settings.imagebind_path, settings.phase, imagebind_args,
-                                          settings.device, settings.precision, adapter)
+        self.model = build_training_model(self.inputs.llama, settings.imagebind_path, settings.phase,
+                                          self.inputs.imagebind_args, settings.device, settings.precision,
+                                          self.inputs.adapter)
         prepare_for_training(self.model, SpeedSettings(args.compile, args.activation_checkpointing,
                                                        args.pad_to_multiple))
         named_trainables = list(self.model.trainable_parameters().items())
@@ -170,49 +164,45 @@ class TrainingRun:
         self.optimizer = build_optimizer(named_trainables, settings.lr, args.weight_decay, settings.device)
         self.scaler = grad_scaler(settings.device, settings.precision)
 
-    def _read_adapter(self) -> AdapterCheckpoint | None:
-        """The checkpoint the adapter tensors come from, opened once: the one resumed from, else
-        (fine-tuning) the pre-training checkpoint, else none."""
-        path = self.resume_from or self.settings.pretrained_path
-        if path is None:
-            return None
-        try:
-            return read_adapter_checkpoint(path)
-        except CheckpointFileError as error:  # a file of another kind: say which flag named it
-            raise SetupError(f"{'--resume' if self.resume_from else '--pretrained_path'}: {error}") from None
-
     def data_settings(self) -> dict[str, Any]:
         """What this run needs of its data: the keyword arguments of data/training_data.py's
         DataSettings (the tokenizer is the one the model was built with)."""
         args = self.args
         return dict(
-            config_path=Path(args.data_config), tokenizer_path=self.model.tokenizer.model_path,
+            config_path=Path(args.data_config), tokenizer_path=self.inputs.llama.tokenizer_path,
             val_config_path=Path(args.val_data_config) if args.val_data_config is not None else None,
             rank=self.context.rank, world_size=self.context.world_size, batch_size=args.batch_size,
             max_words=args.max_words, seed=args.seed, on_bad_sample=args.on_bad_sample,
             max_bad_fraction=args.max_bad_fraction, group_by_length=args.group_by_length,
             split_epoch=getattr(args, "split_epoch", 1), pad_to_multiple=args.pad_to_multiple,
+            preview_only=args.dry_run,
         )
 
     # -- training ----------------------------------------------------------------------------------
 
     def train(self, data: DataParts) -> None:
-        """Train every epoch left; returns when done or stopped by a signal (checkpoint saved)."""
+        """Train every epoch left; returns when done or stopped by a signal (checkpoint saved).
+        A dry run prints its plan instead (`data` is then data/'s preview)."""
         args, settings, context = self.args, self.settings, self.context
+        if args.dry_run:
+            for line in describe_plan(args, settings, self.inputs, self.imagebind_tensors, data):
+                print(line)
+            return
         self.data = data
         with TensorBoardWriter(settings.log_dir, enabled=context.is_main) as self.writer:
             self.trainer = Trainer(self.module, self.trainables, self.optimizer, self.scaler, self._loop_settings(),
                                    context, data.check_bad_fraction, self.writer)
             self.checkpointer = Checkpointer(settings.output_dir, args.keep_last, context, self.model, self.optimizer,
-                                             self.scaler, data.train_sampler, self.trainer.stats, args, self.record)
+                                             self.scaler, data.train_sampler, self.trainer.stats, args,
+                                             self.inputs.record)
             seed_everything(args.seed + context.rank)
             position = Position(args.start_epoch, 0, 0)
-            if self.resume_state is not None:
-                position = restore_training_state(self.resume_state, self.optimizer, self.scaler, data.train_sampler,
-                                                  self.trainer.stats, context)
+            if self.inputs.resume_state is not None:
+                position = restore_training_state(self.inputs.resume_state, self.optimizer, self.scaler,
+                                                  data.train_sampler, self.trainer.stats, context)
                 # The optimizer holds its own copy of the state; the file's memory map would keep
                 # its disk space taken after the next save replaces it.
-                self.resume_state = None
+                self.inputs.adapter = None
             if any_rank(self.preemption.requested, context):
                 self._log_stop(position, before_training=True)
                 return

@@ -30,8 +30,6 @@ _imagebind_llm_launch() {
     fi
     local nproc="${NPROC_PER_NODE:-$gpus}"
     echo "Python: $python"
-    mkdir -p "$output_dir" || { echo "launcher: cannot create the output folder $output_dir" >&2; return 1; }
-    output_dir="$(CDPATH= cd -- "$output_dir" && pwd)"
     local -a rendezvous
     if [ "${NNODES:-1}" -gt 1 ]; then
         if [ -z "${MASTER_ADDR:-}" ] || [ -z "${NODE_RANK:-}" ]; then
@@ -51,6 +49,14 @@ _imagebind_llm_launch() {
     if [ "${NODE_RANK:-0}" = 0 ]; then
         "$python" "$repo_root/exps/supervise.py" --check_lock "$output_dir" || return 1
     fi
+    # Pre-flight, attached: the run's own checks before it loads any weight (flags, the data config
+    # and its first entries, the LLaMA folder, ImageBind and checkpoint files, resuming), by the
+    # entry point's --dry_run. A problem is one line here, and nothing starts.
+    echo "Checking the run (--dry_run) ..."
+    WORLD_SIZE=$((nproc * ${NNODES:-1})) "$python" "$repo_root/$entry" --dry_run --output_dir "$output_dir" \
+        --resume auto "$@" || return 1
+    mkdir -p "$output_dir" || { echo "launcher: cannot create the output folder $output_dir" >&2; return 1; }
+    output_dir="$(CDPATH= cd -- "$output_dir" && pwd)"
 
     local log_file="$output_dir/output.log"
     # exps/supervise.py runs torchrun: it passes stop signals to the workers, which save a checkpoint

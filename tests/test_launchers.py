@@ -95,6 +95,9 @@ snapshot {tmp_path}/after
 """
     result = run_bash(script, assets.root, tmp_path)
     assert "status 0" in result.stdout and "Started main_pretrain.py in the background" in result.stdout, result.stderr
+    # The pre-flight's plan, printed before anything started: 24 pictures, 2 a step, 3 epochs.
+    assert "starts afresh: the adapter initialised as the published code does" in result.stdout
+    assert "each epoch: about 24 samples in 12 optimizer steps of 2 x 1 x 1 samples; 3 epochs" in result.stdout
     assert_unchanged(tmp_path, "before", "after")
     pid = int((output_dir / "launcher.pid").read_text())
     assert f"kill {pid}" in result.stdout
@@ -110,6 +113,8 @@ snapshot {tmp_path}/after
 
     relaunch = run_bash(f"FOREGROUND=1\n{launch}\necho \"status $?\"\n", assets.root, tmp_path)
     assert "status 0" in relaunch.stdout, relaunch.stdout + relaunch.stderr
+    assert f"resumes from {output_dir / 'checkpoint-last.pth'}: {stopped['global_step']} optimizer steps done" \
+        in relaunch.stdout
     log = (output_dir / "output.log").read_text()
     assert f"resuming from {output_dir / 'checkpoint-last.pth'}" in log
     assert "training done: 3 epochs, 36 optimizer steps" in log
@@ -181,3 +186,32 @@ def test_without_python_set_the_projects_venv_is_used(assets, tmp_path):
               "--imagebind_config imagebind/tiny.yaml --split_epoch 1\necho \"status $?\"\n")
     result = run_bash(script, assets.root, tmp_path, env=env)
     assert f"Python: {venv_python}" in result.stdout and "status 0" in result.stdout, result.stdout + result.stderr
+
+
+MISTAKES = {
+    "an option's name mistyped in the data config":
+        ("META:\n  - path: shapes/train.tsv\n    image_rot: shapes\n", None, "unknown option 'image_rot'"),
+    "a missing image folder":
+        ("META:\n  - path: shapes/train.tsv\n    image_root: /nowhere/images\n", None,
+         "folder '/nowhere/images' not found"),
+    "ImageBind's weights given as the pre-training checkpoint":
+        (None, "imagebind/tiny.pth", "is not an adapter checkpoint"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(MISTAKES))
+def test_a_mistake_is_one_line_in_the_terminal_and_nothing_starts(assets, tmp_path, mistake):
+    config_text, pretrained, message = MISTAKES[mistake]
+    config = "finetune.yaml"
+    if config_text is not None:
+        config = str(tmp_path / "data.yaml")
+        (tmp_path / "data.yaml").write_text(config_text)
+    out = tmp_path / "out"
+    launcher = (f"pretrain.sh llama {config}" if pretrained is None else f"finetune.sh llama {pretrained} {config}")
+    script = f". {REPO_ROOT}/exps/{launcher} {out} {tiny_flags(assets)} --imagebind_config imagebind/tiny.yaml\n" \
+             'echo "status $?"\n'
+    result = run_bash(script, assets.root, tmp_path)
+    assert "status 1" in result.stdout and "Started" not in result.stdout, result.stdout + result.stderr
+    said = [line for line in (result.stdout + result.stderr).splitlines() if message in line]
+    assert len(said) == 1 and "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
+    assert not out.exists()  # no job, no log: nothing went to the background

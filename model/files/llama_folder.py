@@ -127,6 +127,10 @@ class LlamaFolder:
     state: Mapping[str, torch.Tensor]
     """The tensors under Meta's names, read when used (memory-mapped)."""
 
+    @property
+    def tokenizer_path(self) -> Path:
+        return tokenizer_path(self.llama_dir, self.model_dir)
+
     def tokenizer(self) -> Tokenizer:
         return load_tokenizer(self.llama_dir, self.model_dir)
 
