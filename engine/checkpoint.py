@@ -120,8 +120,7 @@ class Checkpointer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             path = save_checkpoint(contents, self.output_dir, epoch=epoch_file)
             prune_checkpoints(self.output_dir, self.keep_last, protect=path)
-            logger.info("saved %s (resumes at epoch %d step %d; global step %d)", path, position.epoch,
-                        position.step_in_epoch, position.global_step)
+            logger.info("saved %s: %s", path, position.describe())
         barrier(self.context)  # nobody moves on (or exits) before the file is complete
         return path
 

@@ -131,8 +131,9 @@ def _add_output(parser: argparse.ArgumentParser, phase: str) -> None:
     group.add_argument("--log_dir", default=None, help="TensorBoard folder; default --output_dir")
     group.add_argument("--print_freq", default=10, type=int, help="a progress line every this many optimizer steps")
     group.add_argument("--save_freq", default=_PHASE_DEFAULTS[phase]["save_freq"], type=int,
-                       help="write checkpoint-<epoch>.pth after epochs 0, N, 2N, ... and the last one "
-                            "(checkpoint-last.pth is written after every epoch)")
+                       help="write checkpoint-<epoch>.pth after epochs N, 2N, ... and the last one (epochs count "
+                            "from 1: checkpoint-N.pth holds the state after epoch N; checkpoint-last.pth is written "
+                            "after every epoch)")
     group.add_argument("--keep_last", default=None, type=int, metavar="N",
                        help="keep only the newest N checkpoint-<epoch>.pth files (default: keep them all)")
     group.add_argument("--save_interval_steps", default=0, type=int, metavar="N",

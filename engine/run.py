@@ -240,7 +240,7 @@ class TrainingRun:
         expected = batches_in_steps(position.step_in_epoch, batches, self.args.accum_iter)
         if self.data.train_sampler.start_batch != expected:
             raise TrainingError(
-                f"the batch sampler resumes epoch {position.epoch} after {self.data.train_sampler.start_batch} "
+                f"the batch sampler resumes epoch {position.epoch + 1} after {self.data.train_sampler.start_batch} "
                 f"batches but the checkpoint's position (step {position.step_in_epoch} x --accum_iter "
                 f"{self.args.accum_iter}) needs {expected}"
             )
@@ -278,13 +278,14 @@ class TrainingRun:
             logger.info("stopped by %s before training began: nothing to save; launching again starts (or "
                         "resumes) the run", signal_name)
             return
-        logger.info("stopped by %s at epoch %d after step %d; checkpoint-last.pth in %s holds this point: "
-                    "launching again on this folder resumes there (--resume auto, which the launchers pass)",
-                    signal_name, position.epoch, position.step_in_epoch, self.settings.output_dir)
+        logger.info("stopped by %s at %s; checkpoint-last.pth in %s holds this point: launching again on this "
+                    "folder resumes there (--resume auto, which the launchers pass)", signal_name,
+                    position.describe(), self.settings.output_dir)
 
     def _end_epoch(self, epoch: int, stats: dict, position: Position, seconds: float) -> None:
         args = self.args
-        record = {"epoch": epoch, "global_step": position.global_step,
+        number = epoch + 1  # epochs count from 1 wherever a person reads them; checkpoint-N.pth follows
+        record = {"epoch": number, "global_step": position.global_step,
                   **{f"train_{key}": value for key, value in stats.items() if key != "bad_samples"},
                   "bad_samples": stats["bad_samples"], "epoch_seconds": round(seconds, 3)}
         if self.data.dropped_at_load:
@@ -294,12 +295,11 @@ class TrainingRun:
         if self.context.is_main:
             append_json_line(self.settings.output_dir / LOG_NAME, record)
             self.writer.add_scalars({key: value for key, value in record.items() if key.startswith(("train_", "val_"))},
-                                    epoch, prefix="epoch/")
+                                    position.global_step, prefix="epoch/")
             self.writer.flush()
-        logger.info("epoch %d: %s", epoch, record)
+        logger.info("epoch %d of %d: %s", number, args.epochs, record)
         check_trainables_agree(self.trainables, self.context)
-        last_epoch = epoch + 1 == args.epochs
-        epoch_file = epoch if epoch % args.save_freq == 0 or last_epoch else None
+        epoch_file = number if number % args.save_freq == 0 or number == args.epochs else None
         self._save(position, epoch_file)
         if self.lock is not None:
             self.lock.refresh()

@@ -58,6 +58,12 @@ class Position:
     step_in_epoch: int
     global_step: int
 
+    def describe(self) -> str:
+        """Where training stands, for people: epochs counted from 1, as the progress line counts them."""
+        if self.step_in_epoch == 0:
+            return f"the end of epoch {self.epoch} (global step {self.global_step})"
+        return f"epoch {self.epoch + 1} after step {self.step_in_epoch} (global step {self.global_step})"
+
 
 @dataclass(frozen=True)
 class LoopSettings:
@@ -83,12 +89,6 @@ def steps_in_epoch(batches: int, accum_iter: int) -> int:
 def batches_in_steps(steps: int, batches: int, accum_iter: int) -> int:
     """Micro-batches that the first `steps` optimizer steps of an epoch of `batches` take."""
     return min(steps * accum_iter, batches)
-
-
-def _epoch_1000x(position: Position, steps_per_epoch: int) -> int:
-    """TensorBoard's x-axis, as the reference's: the fractional epoch x 1000, so that the curves of
-    runs with different batch sizes (different steps per epoch) line up."""
-    return int((position.epoch + position.step_in_epoch / steps_per_epoch) * 1000)
 
 
 class Trainer:
@@ -121,7 +121,7 @@ class Trainer:
         accum = self.settings.accum_iter
         steps = steps_in_epoch(batches_in_epoch, accum)
         if not 0 <= start.step_in_epoch < steps:
-            raise TrainingError(f"cannot start epoch {start.epoch} at step {start.step_in_epoch}: it has {steps} steps")
+            raise TrainingError(f"cannot start epoch {start.epoch + 1} at step {start.step_in_epoch}: it has {steps} steps")
         self.module.train()
         if start.step_in_epoch == 0:
             self.stats.start_epoch()  # mid-epoch, the caller has restored the epoch's sums so far
@@ -205,8 +205,9 @@ class Trainer:
             means = all_reduce_mean(means, self.context)
             values.update(loss=means["loss"], grad_norm=means["grad_norm"])  # the line's order
             if self.writer is not None:
-                x_axis = _epoch_1000x(position, reporter.steps_per_epoch)
-                self.writer.add_scalars({"train_loss": means["loss"], "grad_norm": means["grad_norm"], "lr": lr}, x_axis)
+                # TensorBoard's x-axis is the global optimizer step (the epoch scalars use it too).
+                self.writer.add_scalars({"train_loss": means["loss"], "grad_norm": means["grad_norm"], "lr": lr},
+                                        position.global_step)
         world = self.context.world_size  # the line shows the whole run's rates (ranks take equal shares)
         reporter.step_done(step, samples * world, tokens * world, **values)
 
@@ -217,7 +218,7 @@ class Trainer:
         finite = bool(torch.stack([torch.isfinite(param).all() for param in self.trainables]).all())
         if any_rank(not finite, self.context):
             raise NonFiniteLossError(f"the trainable tensors hold non-finite values after optimizer step "
-                                     f"{position.global_step} of the run (epoch {position.epoch}, step "
+                                     f"{position.global_step} of the run (epoch {position.epoch + 1}, step "
                                      f"{position.step_in_epoch} of the epoch); {_NOT_SAVED}")
 
     def _raise_if_non_finite(self, first_bad: int | None) -> None:
@@ -225,7 +226,7 @@ class Trainer:
             return
         step = min(bad for bad in gather_from_ranks(first_bad, self.context) if bad is not None)
         raise NonFiniteLossError(
-            f"the loss is not finite at optimizer step {step} of the run (epoch {self._epoch}, step "
+            f"the loss is not finite at optimizer step {step} of the run (epoch {self._epoch + 1}, step "
             f"{step - self._epoch_first_global_step} of the epoch); {_NOT_SAVED}"
         )
 

@@ -50,7 +50,7 @@ def test_a_training_checkpoint_is_described(tmp_path, models, phase, capsys):
     printed = capsys.readouterr().out
     assert f"layout:        {TRAINING_CHECKPOINT}\nphase:         {phase}\ntensors:       {len(released)} (" in printed
     assert "base:          7B_chinese, fingerprint 0123456789abcdef, params dim=32 n_layers=2" in printed
-    assert "position:      epoch 3, step_in_epoch 5, global_step 17" in printed
+    assert "position:      epoch 4, after step 5 (global step 17)" in printed  # 3 epochs done, epochs from 1
 
 
 @pytest.mark.parametrize("phase, layout, prefix", [

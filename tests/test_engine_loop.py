@@ -83,7 +83,7 @@ def test_a_non_finite_loss_stops_at_the_next_check_naming_its_step():
         checked.append(position.global_step)
         return False
 
-    with pytest.raises(NonFiniteLossError, match=r"optimizer step 3 of the run \(epoch 0, step 3 of the epoch\)"):
+    with pytest.raises(NonFiniteLossError, match=r"optimizer step 3 of the run \(epoch 1, step 3 of the epoch\)"):
         run_epoch(trainer, [toy_batch(i) for i in range(6)], 6, Position(0, 0, 0), save_every_step)
     assert checked == [1, 2]  # nothing after the bad step was let through
 
@@ -106,7 +106,7 @@ def test_a_non_finite_trainable_value_is_refused_before_saving():
         trainer.verify_finite(position)
         return False
 
-    with pytest.raises(NonFiniteLossError, match=r"non-finite values after optimizer step 1 of the run \(epoch 0, step 1"):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite values after optimizer step 1 of the run \(epoch 1, step 1"):
         run_epoch(trainer, [toy_batch(i) for i in range(3)], 3, Position(0, 0, 0), overflow_then_save)
 
 

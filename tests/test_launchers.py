@@ -80,7 +80,7 @@ echo "shell alive"
         log = (tmp_path / phase / "output.log").read_text()
         assert "torch.distributed.run" in log.splitlines()[0]  # the command, then its output
         assert "training done: 1 epochs" in log
-        assert (tmp_path / phase / "checkpoint-0.pth").is_file()
+        assert (tmp_path / phase / "checkpoint-1.pth").is_file()  # the state after epoch 1
 
 
 def test_a_background_job_stops_on_slurms_signal_and_a_relaunch_resumes_it(assets, tmp_path):

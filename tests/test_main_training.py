@@ -90,15 +90,24 @@ def pretrained(assets, tmp_path_factory) -> Path:
 
 # -- both phases learn; what a checkpoint holds ---------------------------------------------------------
 
+def test_one_epoch_number_in_the_progress_line_log_txt_the_checkpoint_name_and_inspect(pretrained):
+    last_progress = [line for line in (pretrained / "train.log").read_text().splitlines() if "step [" in line][-1]
+    assert "epoch [3/3] step [12/12]" in last_progress
+    assert epoch_records(pretrained)[-1]["epoch"] == 3
+    inspected = subprocess.run([sys.executable, "-m", "model.convert", "inspect", str(pretrained / "checkpoint-3.pth")],
+                               cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    assert "position:      after epoch 3 (global step 36)" in inspected
+
+
 def test_pretraining_lowers_the_loss_on_training_and_held_out_pictures(pretrained):
     records = epoch_records(pretrained)
-    assert [record["epoch"] for record in records] == [0, 1, 2]
+    assert [record["epoch"] for record in records] == [1, 2, 3]  # epochs count from 1
     assert records[-1]["train_loss"] < records[0]["train_loss"] - 1.0
     assert records[-1]["val_loss"] < records[0]["val_loss"] - 0.3
     assert all(record["train_samples"] == 24 and record["bad_samples"] == {} for record in records)
     assert len(step_losses(pretrained)) == 3 * STEPS_PER_EPOCH
     assert {path.name for path in pretrained.glob("checkpoint-*.pth")} == {
-        "checkpoint-0.pth", "checkpoint-2.pth", "checkpoint-last.pth"}  # --save_freq 2: epochs 0, 2 (the last)
+        "checkpoint-2.pth", "checkpoint-3.pth", "checkpoint-last.pth"}  # --save_freq 2: epoch 2, and 3 (the last)
 
 
 def test_a_checkpoint_holds_the_released_layout_and_the_trainables_optimizer_state_only(pretrained, assets):
@@ -247,7 +256,7 @@ def test_sigterm_mid_epoch_saves_exits_cleanly_and_resuming_repeats_the_losses(p
     process.send_signal(signal.SIGCONT)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
-    assert "stopped by SIGTERM at epoch 0" in output and "--resume auto" in output
+    assert "stopped by SIGTERM at epoch 1 after step" in output and "--resume auto" in output
     assert not (output_dir / "log.txt").exists()  # no epoch was finished
     assert_resume_repeats(pretrained, output_dir, assets)
 
@@ -263,12 +272,12 @@ def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(a
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert ("NonFiniteLossError: the trainable tensors hold non-finite values after optimizer step 2 of the run "
-            "(epoch 0, step 2 of the epoch)") in output
+            "(epoch 1, step 2 of the epoch)") in output
     assert "Traceback" not in output
     last = read(output_dir / "checkpoint-last.pth")
     assert last["global_step"] == 1
     assert all(torch.isfinite(tensor).all() for tensor in last["model"].values())
-    assert not (output_dir / "checkpoint-0.pth").exists()
+    assert not (output_dir / "checkpoint-1.pth").exists()
 
 
 def test_a_non_finite_loss_after_a_resume_stops_naming_its_step_and_leaves_the_checkpoint(pretrained, assets,
@@ -282,10 +291,10 @@ def test_a_non_finite_loss_after_a_resume_stops_naming_its_step_and_leaves_the_c
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     first_nan = min(step for step, loss in step_losses(output_dir).items() if loss != loss)
-    assert f"NonFiniteLossError: the loss is not finite at optimizer step {first_nan} of the run (epoch 3," in output
+    assert f"NonFiniteLossError: the loss is not finite at optimizer step {first_nan} of the run (epoch 4," in output
     assert first_nan > 36 and "Traceback" not in output
     assert (output_dir / "checkpoint-last.pth").read_bytes() == before
-    assert not (output_dir / "checkpoint-3.pth").exists()
+    assert not (output_dir / "checkpoint-4.pth").exists()
 
 
 def test_resume_refuses_a_changed_model_or_data_config_listing_the_differences(pretrained, assets, tmp_path):

@@ -157,6 +157,15 @@ def _base_line(base: dict[str, Any] | None) -> str:
             + (f", params {shape}" if shape else ""))
 
 
+def _position_line(position: dict[str, int]) -> str:
+    """Where a training checkpoint stands, epochs counted from 1 (its 'epoch' is the epochs done)."""
+    done, step, global_step = (position.get(key) for key in POSITION_KEYS)
+    if done is None:
+        return ", ".join(f"{key} {value}" for key, value in position.items())
+    where = f"after epoch {done}" if not step else f"epoch {done + 1}, after step {step}"
+    return where + (f" (global step {global_step})" if global_step is not None else "")
+
+
 def format_summary(summary: FileSummary) -> str:
     """The summary as the inspect command prints it, one fact a line."""
     lines = [f"file:          {summary.path}", f"layout:        {summary.layout}"]
@@ -168,7 +177,7 @@ def format_summary(summary: FileSummary) -> str:
     if summary.layout in (RELEASED_PRETRAIN, RELEASED_FINETUNE, TRAINING_CHECKPOINT):
         lines.append(f"base:          {_base_line(summary.base)}")
     if summary.position:
-        lines.append("position:      " + ", ".join(f"{key} {value}" for key, value in summary.position.items()))
+        lines.append("position:      " + _position_line(summary.position))
     lines.append(f"top-level keys: {', '.join(map(str, summary.top_level_keys[:20]))}"
                  + (f", ... ({len(summary.top_level_keys)} in all)" if len(summary.top_level_keys) > 20 else ""))
     return "\n".join(lines)
