@@ -21,14 +21,20 @@ _imagebind_llm_launch() {
         echo "launcher: Python interpreter '$python' not found: $fix" >&2
         return 1
     fi
-    # One process per visible GPU, one CPU process where there is none; an interpreter without torch
-    # fails here, in the terminal, before anything starts.
-    local gpus
-    if ! gpus="$("$python" -c 'import torch; print(max(torch.cuda.device_count(), 1))' 2>/dev/null)"; then
+    # An interpreter without torch fails here, in the terminal, before anything starts (finding the
+    # package takes milliseconds; importing torch, seconds).
+    if ! "$python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is None)' 2>/dev/null; then
         echo "launcher: '$python' cannot import torch: $fix" >&2
         return 1
     fi
-    local nproc="${NPROC_PER_NODE:-$gpus}"
+    # One process per visible GPU, one CPU process where there is none.
+    local nproc="${NPROC_PER_NODE:-}"
+    if [ -z "$nproc" ]; then
+        nproc="$("$python" -c 'import torch; print(max(torch.cuda.device_count(), 1))' 2>/dev/null)" || {
+            echo "launcher: '$python' cannot import torch: $fix" >&2
+            return 1
+        }
+    fi
     echo "Python: $python"
     local -a rendezvous
     if [ "${NNODES:-1}" -gt 1 ]; then

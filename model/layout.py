@@ -14,6 +14,7 @@ substring of a name, so a tensor added later is frozen and unsaved until a rule 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Callable, Iterable, Iterator
 
@@ -88,6 +89,7 @@ def released_state_dict(model: nn.Module) -> dict[str, Tensor]:
 
 # -- the phase a file's keys say -------------------------------------------------------------------
 
+@functools.cache  # built on first use: building a model, even on the meta device, imports torch._dynamo (seconds)
 def _finetune_key_suffixes() -> frozenset[str]:
     """The names after 'layers.N.' that only fine-tuning adds to LLaMA (biases, LoRA factors): the same
     for every layer and every model size, so a one-layer model on the meta device tells them."""
@@ -98,14 +100,11 @@ def _finetune_key_suffixes() -> frozenset[str]:
     return frozenset(key.split(".", 2)[2] for key in tuned - plain)
 
 
-_FINETUNE_SUFFIXES = _finetune_key_suffixes()
-
-
 def is_finetune_addition(key: str) -> bool:
     """Whether a released-layout key ('llama.' or 'llma.') is one of LLaMA's biases or LoRA factors."""
     parts = key.split(".", 3)  # 'llama', 'layers', N, rest
     return (len(parts) == 4 and parts[0] + "." in (PREFIX, LEGACY_PREFIX) and parts[1] == "layers"
-            and parts[3] in _FINETUNE_SUFFIXES)
+            and parts[3] in _finetune_key_suffixes())
 
 
 def phase_of_keys(keys: Iterable[str]) -> str:

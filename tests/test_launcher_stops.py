@@ -106,8 +106,8 @@ def test_kill_9_of_the_launchers_process_group_leaves_no_process_writing(assets,
     assert len(step_records(output_dir)) == written  # nobody trains on
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=lambda stop: stop.name)
-def test_a_requested_stop_saves_exits_0_and_ends_the_log_with_where_it_stopped(assets, tmp_path, stop):
+def test_a_requested_stop_saves_exits_0_and_ends_the_log_with_where_it_stopped(assets, tmp_path):
+    stop = signal.SIGTERM  # SIGINT and SIGUSR1 take the same way (test_supervise.py, test_launchers.py)
     output_dir = tmp_path / "job"
     script = (f"FOREGROUND=1\n. {REPO_ROOT}/exps/pretrain.sh llama pretrain.yaml {output_dir} --imagebind_path "
               f"{assets.imagebind_path} --imagebind_config imagebind/tiny.yaml --device cpu --num_workers 0 "
@@ -132,12 +132,14 @@ def test_a_requested_stop_saves_exits_0_and_ends_the_log_with_where_it_stopped(a
 
 def test_an_error_ends_the_terminal_and_the_log_with_the_runs_own_line(assets, tmp_path):
     output_dir = tmp_path / "job"
-    result = launch(assets, output_dir, "--batch_size 2 --epochs 1 --data_config missing.yaml", foreground=True)
+    # An error the pre-flight cannot foresee: the loss diverges in the worker (the flags overrule the launcher's).
+    result = launch(assets, output_dir, "--batch_size 2 --epochs 1 --lr 1e30 --save_interval_steps 1",
+                    foreground=True)
     assert status(result) == 1
-    message = "SetupError: --data_config missing.yaml: no such file (the YAML data config)"
-    assert result.stdout.rstrip().splitlines()[-2].endswith(message)  # the last line before "status 1"
+    message = "NonFiniteLossError: the trainable tensors hold non-finite values after optimizer step 2"
+    assert message in result.stdout.rstrip().splitlines()[-2]  # the last line before "status 1"
     log = (output_dir / "output.log").read_text()
-    assert log.rstrip().splitlines()[-1].endswith(message)
+    assert message in log.rstrip().splitlines()[-1]
     assert "Traceback" not in log + result.stdout + result.stderr and "ChildFailedError" not in log
     assert "ChildFailedError" in (output_dir / "torchrun_report.log").read_text()  # kept, out of the way
 
@@ -201,7 +203,7 @@ def test_killed_at_seeded_moments_and_relaunched_it_trains_as_the_uninterrupted_
     # Then at seeded moments: after a random number of steps of each relaunch (more than the
     # checkpoint interval, so that every relaunch gets further).
     rng = random.Random(nproc)
-    for _ in range(2):
+    for _ in range(2 if nproc == 1 else 1):  # two processes take longer to start: one seeded moment there
         done = len(step_records(killed))
         assert status(launch(assets, killed, flags, env=env)) == 0
         pid = int((killed / "launcher.pid").read_text())
