@@ -39,7 +39,7 @@ from engine.checkpoint import Checkpointer, restore_training_state
 from engine.data_source import DataParts, epoch_loader
 from engine.errors import SetupError, TrainingError, user_message
 from engine.evaluate import validation_loss
-from engine.flags import RunSettings, build_parser, derive_settings, requested_device
+from engine.flags import build_parser, derive_settings, requested_device
 from engine.model_setup import SpeedSettings, build_training_model, prepare_for_training
 from engine.optimizer import build_optimizer
 from engine.plan import check_imagebind_file, describe_plan, planned_context, resolve_inputs
