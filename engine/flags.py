@@ -234,6 +234,8 @@ class RunSettings:
     pretrained_path: Path | None
     """Fine-tuning: the pre-training checkpoint it starts from; pre-training: None."""
     data_config_sha256: str
+    split_epoch: int
+    """Epochs per pass over the data: --split_epoch when pre-training, 1 when fine-tuning (no such flag)."""
     """The data config's contents, compared on resume (the same file name may hold other data)."""
 
 
@@ -343,6 +345,7 @@ def derive_settings(args: argparse.Namespace, phase: str, context: DistributedCo
         imagebind_path=imagebind_weights_path(args),
         imagebind_args=read_imagebind_config(args.imagebind_config),
         effective_batch_size=effective_batch_size,
+        split_epoch=getattr(args, "split_epoch", 1),
         lr=lr,
         pretrained_path=_pretrained_path(args, phase),
         data_config_sha256=hashlib.sha256(data_config.read_bytes()).hexdigest(),

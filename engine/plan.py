@@ -114,7 +114,7 @@ def describe_plan(args: argparse.Namespace, settings: RunSettings, inputs: RunIn
         lines.append(_describe_source(source))
     for source in data.val or []:
         lines.append("held-out " + _describe_source(source))
-    per_epoch = samples / getattr(args, "split_epoch", 1)
+    per_epoch = samples / settings.split_epoch
     processes = inputs.record.world_size
     steps = math.ceil(math.ceil(per_epoch / (args.batch_size * processes)) / args.accum_iter)
     lines.append(f"each epoch: about {per_epoch:,.0f} samples in {steps:,} optimizer steps of {args.batch_size} "

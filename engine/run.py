@@ -174,7 +174,7 @@ class TrainingRun:
             rank=self.context.rank, world_size=self.context.world_size, batch_size=args.batch_size,
             max_words=args.max_words, seed=args.seed, on_bad_sample=args.on_bad_sample,
             max_bad_fraction=args.max_bad_fraction, group_by_length=args.group_by_length,
-            split_epoch=getattr(args, "split_epoch", 1), pad_to_multiple=args.pad_to_multiple,
+            split_epoch=self.settings.split_epoch, pad_to_multiple=args.pad_to_multiple,
             preview_only=args.dry_run,
         )
 
