@@ -21,6 +21,7 @@ from exps.tiny_assets import TINY_IMAGEBIND_ARGS, TINY_LLAMA_PARAMS, TOKENIZER_V
 from model.adapter import ImageBindLLM
 from model.imagebind import ModalityType
 from model.llama import ModelArgs, RMSNorm
+from model.meta_device import on_meta_device
 
 # Meta's params.json of LLaMA-7B; its tokenizer has 32000 words.
 LLAMA_7B_PARAMS = {"dim": 4096, "multiple_of": 256, "n_heads": 32, "n_layers": 32, "norm_eps": 1e-06, "vocab_size": -1}
@@ -42,7 +43,7 @@ def meta_model(phase: str, tiny: bool, frozen_dtype: torch.dtype) -> ImageBindLL
     """The model of `phase` on the meta device (shapes and dtypes, no storage), ImageBind's vision
     branch only: dropped before allocating, the other branches never exist."""
     llama_args, imagebind_args = model_shape(tiny)
-    with torch.device("meta"):
+    with on_meta_device():
         model = ImageBindLLM(llama_args, phase, imagebind_args, frozen_dtype=frozen_dtype)
     model.image_bind.keep_modalities([ModalityType.VISION])
     return model

@@ -18,9 +18,9 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from model.tokenizer import PAD_ID  # the project's padding id; no loss there
 from model.llama import ModelArgs, Transformer
-from model.tokenizer import Tokenizer
+from model.meta_device import on_meta_device
+from model.tokenizer import PAD_ID, Tokenizer  # PAD_ID: the project's padding id; no loss there
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def train_language_model(weights: Mapping[str, torch.Tensor], params: Mapping, t
         raise ValueError(f"steps={steps}: give at least one training step")
     tokens = token_batch(tokenizer, texts)
     args = ModelArgs.from_params(params, vocab_size=tokenizer.n_words, max_seq_len=tokens.shape[1])
-    with torch.device("meta"):  # no random initialisation: every tensor comes from `weights`
+    with on_meta_device():  # no random initialisation: every tensor comes from `weights`
         model = Transformer(args)  # adapter_layers 0, no bias, no LoRA: exactly Meta's tensors
     model.to_empty(device="cpu")  # the rotary tables are recomputed by Transformer._apply
     model.load_state_dict({key: value.float() for key, value in weights.items()}, strict=True)

@@ -11,6 +11,7 @@ The model itself takes tensors only:
     generation.py  the decoding loop (top-p, per-row end of sequence)
     layout.py      which tensors each phase trains, which a released file holds, the phase its keys say
     tokenizer.py   the tokenizer, the prompts and the batch constants data/ shares (its one import here)
+    meta_device.py building on the meta device (shapes only) without the initialisers' random fills
     imagebind/     the frozen ImageBind encoder, six modalities
     files/         reading and writing files: LLaMA folders (Meta, Hugging Face), the ImageBind file,
                    adapter checkpoints, the base record, delta merging; building a model from them

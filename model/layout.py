@@ -18,10 +18,10 @@ import functools
 from dataclasses import replace
 from typing import Callable, Iterable, Iterator
 
-import torch
 from torch import Tensor, nn
 
 from model.llama import GatedPrefixAttention, LoRADown, LoRAUp, ModelArgs, RMSNorm, Transformer
+from model.meta_device import on_meta_device
 
 PHASES = ("pretrain", "finetune")
 
@@ -89,12 +89,12 @@ def released_state_dict(model: nn.Module) -> dict[str, Tensor]:
 
 # -- the phase a file's keys say -------------------------------------------------------------------
 
-@functools.cache  # built on first use: building a model, even on the meta device, imports torch._dynamo (seconds)
+@functools.cache  # built once, on first use
 def _finetune_key_suffixes() -> frozenset[str]:
     """The names after 'layers.N.' that only fine-tuning adds to LLaMA (biases, LoRA factors): the same
     for every layer and every model size, so a one-layer model on the meta device tells them."""
     args = ModelArgs(dim=8, n_layers=1, n_heads=2, vocab_size=1, multiple_of=1)
-    with torch.device("meta"):
+    with on_meta_device():
         plain = set(Transformer(args).state_dict())
         tuned = set(Transformer(replace(args, w_bias=True, w_lora=True)).state_dict())
     return frozenset(key.split(".", 2)[2] for key in tuned - plain)

@@ -366,10 +366,13 @@ class Transformer(nn.Module):
         self.norm = RMSNorm(args.dim, eps=args.norm_eps)
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
         # Not persistent: Meta's files may hold 'rope.freqs', which we never read; the tables are
-        # recomputed from the arguments whenever the model moves (see _apply).
-        cos, sin = rotary_tables(args.head_dim, args.max_seq_len, args.rope_theta)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        # recomputed from the arguments whenever the model moves (see _apply). On the meta device
+        # there is nothing to compute (and its arithmetic would import torch._dynamo: seconds).
+        table_shape = (args.max_seq_len, args.head_dim // 2)
+        self.register_buffer("rope_cos", torch.empty(table_shape), persistent=False)
+        self.register_buffer("rope_sin", torch.empty(table_shape), persistent=False)
+        if not self.rope_cos.is_meta:
+            self.init_rotary_tables()
         # When training (see hidden_states): keep only each layer's input for backward and run the
         # layer again there, instead of keeping its activations (--activation_checkpointing).
         self.activation_checkpointing = False

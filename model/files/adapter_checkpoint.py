@@ -20,6 +20,7 @@ from model.files.summary import HF_SHARD, IMAGEBIND, META_SHARD, flat_layout, is
 from model.files.tensor_files import load_tensors
 from model.layout import LEGACY_PREFIX, PREFIX, phase_of_keys
 from model.llama import LoRADown, ModelArgs, Transformer
+from model.meta_device import on_meta_device
 
 # What to do with a file of another kind that was given as an adapter checkpoint.
 _WRONG_KIND_ADVICE = {
@@ -85,7 +86,7 @@ def read_adapter_checkpoint(path: PathLike) -> AdapterCheckpoint:
 
 def lora_rank_of_checkpoint(checkpoint: AdapterCheckpoint, args: ModelArgs) -> int | None:
     """The rank of the checkpoint's LoRA factors (params.json does not say it); None without LoRA."""
-    with torch.device("meta"):
+    with on_meta_device():
         tuned = Transformer(replace(args, w_lora=True))
     for name, module in tuned.named_modules():
         key = f"{PREFIX}{name}.weight"

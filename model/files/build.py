@@ -29,6 +29,7 @@ from model.files.llama_folder import LlamaFolder, open_llama_folder
 from model.files.tensor_files import load_tensors
 from model.layout import is_finetune_addition
 from model.llama import ModelArgs, Transformer
+from model.meta_device import on_meta_device
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def copy_state_dict(module: nn.Module, source: Mapping[str, torch.Tensor], what:
 
 def meta_llama_keys(args: ModelArgs) -> list[str]:
     """The keys Meta's file holds for this shape: those of a Transformer without any addition."""
-    with torch.device("meta"):
+    with on_meta_device():
         return list(Transformer(replace(args, w_bias=False, w_lora=False, adapter_layers=0)).state_dict())
 
 
@@ -143,7 +144,7 @@ def build_model(llama: LlamaFolder, imagebind_path: PathLike, phase: str,
     if lora_rank is not None:
         args = replace(args, lora_rank=lora_rank)
 
-    with torch.device("meta"):
+    with on_meta_device():
         model = ImageBindLLM(args, phase, imagebind_args, tokenizer, frozen_dtype)
     model.to_empty(device=device)  # the rotary tables are recomputed by Transformer._apply
     model.reset_adapter_parameters()

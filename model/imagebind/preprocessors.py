@@ -185,8 +185,12 @@ class TextPreprocessor(nn.Module):
                  context_length: int = TEXT_CONTEXT_LENGTH) -> None:
         super().__init__()
         self.pos_embed = nn.Parameter(torch.empty(1, context_length, embed_dim))
-        # Additive causal mask, a buffer in the checkpoint: -inf above the diagonal.
-        self.register_buffer("mask", torch.full((context_length, context_length), float("-inf")).triu_(1))
+        # Additive causal mask, a buffer in the checkpoint: -inf above the diagonal. On the meta
+        # device there is nothing to fill (and its triu_ would import torch._dynamo: seconds).
+        self.register_buffer("mask", torch.empty(context_length, context_length))
+        if not self.mask.is_meta:
+            with torch.no_grad():
+                self.mask.fill_(float("-inf")).triu_(1)
         self.token_embedding = nn.Embedding(vocab_size, embed_dim)
         self.reset_parameters()
 
