@@ -37,6 +37,25 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 
+def draws_per_pass(source_sizes: Sequence[int], ratios: Sequence[float]) -> list[tuple[int, int]]:
+    """Per source: (whole copies, size of the random subset drawn for the fraction) in one pass."""
+    draws = []
+    for size, ratio in zip(source_sizes, ratios):
+        copies, fraction = divmod(float(ratio), 1.0)
+        draws.append((int(copies), int(round(fraction * size))))
+    return draws
+
+
+def check_split_epoch(source_sizes: Sequence[int], ratios: Sequence[float], split_epoch: int) -> int:
+    """The samples of one pass; a ValueError when they are fewer than the `split_epoch` parts."""
+    draws = draws_per_pass(source_sizes, ratios)
+    pass_size = sum(copies * size + extra for size, (copies, extra) in zip(source_sizes, draws))
+    if pass_size < split_epoch:
+        raise ValueError(f"split_epoch={split_epoch} needs at least that many samples per pass, "
+                         f"but the ratios give {pass_size}")
+    return pass_size
+
+
 class DistributedBatchSampler:
     """Yields this rank's batches (lists of dataset indices) for the current epoch; see the module docstring."""
 
@@ -76,12 +95,7 @@ class DistributedBatchSampler:
         self.rank = rank
         self.seed = seed
         self._starts = np.cumsum([0] + self.source_sizes)[:-1]
-        self._pass_size = sum(copies * size + extra for size, (copies, extra) in zip(self.source_sizes, self._draws()))
-        if self._pass_size < split_epoch:
-            raise ValueError(
-                f"split_epoch={split_epoch} needs at least that many samples per pass, "
-                f"but the ratios give {self._pass_size}"
-            )
+        self._pass_size = check_split_epoch(self.source_sizes, self.ratios, split_epoch)
         self.epoch = 0
         self._resume_epoch: int | None = None
         self._resume_batches = 0
@@ -148,19 +162,12 @@ class DistributedBatchSampler:
             "group_window": self.group_window, "source_sizes": self.source_sizes, "ratios": self.ratios,
         }
 
-    def _draws(self) -> list[tuple[int, int]]:
-        """Per source: (whole copies, size of the random subset drawn for the fraction)."""
-        draws = []
-        for size, ratio in zip(self.source_sizes, self.ratios):
-            copies, fraction = divmod(ratio, 1.0)
-            draws.append((int(copies), int(round(fraction * size))))
-        return draws
-
     def _pass_order(self, pass_index: int) -> np.ndarray:
         """Steps 1 and 2: the mixed, shuffled dataset indices of one pass."""
         rng = np.random.default_rng([self.seed, pass_index])
         pieces = [np.zeros(0, dtype=np.int64)]
-        for start, size, (copies, extra) in zip(self._starts, self.source_sizes, self._draws()):
+        draws = draws_per_pass(self.source_sizes, self.ratios)
+        for start, size, (copies, extra) in zip(self._starts, self.source_sizes, draws):
             pieces += [np.arange(start, start + size, dtype=np.int64)] * copies
             if extra:
                 pieces.append(start + rng.choice(size, size=extra, replace=False).astype(np.int64))

@@ -24,7 +24,7 @@ from data.collate import collate_samples
 from data.config import DataConfigError, load_data_config
 from data.dataset import FinetuneDataset, PretrainDataset
 from data.preflight import SourcePreview, preview_data
-from data.sampler import DistributedBatchSampler
+from data.sampler import DistributedBatchSampler, check_split_epoch
 from data.transforms import eval_transform, train_transform
 from model.tokenizer import Tokenizer
 
@@ -111,15 +111,24 @@ def build_training_data(dataset_class: DatasetClass, settings: DataSettings) -> 
     to change: it becomes a DataSetupError, which the entry points report as one line.
     """
     try:
-        if settings.preview_only:
-            val = settings.val_config_path
-            return DataPreview(preview_data(dataset_class, settings.config_path),
-                               preview_data(dataset_class, val) if val is not None else None)
-        return _build(dataset_class, settings)
+        preview = _preview(dataset_class, settings)  # a real run makes the dry run's checks first
+        return preview if settings.preview_only else _build(dataset_class, settings)
     except (DataConfigError, BadSampleError):
         raise
     except ValueError as error:
         raise DataSetupError(f"the training data cannot be set up: {error}") from error
+
+
+def _preview(dataset_class: DatasetClass, settings: DataSettings) -> DataPreview:
+    """The configs read, the first entries of each meta file opened, the sub-epochs checked against
+    the counted rows: what a dry run reports, and the mistakes a real run finds before anything slow."""
+    val = settings.val_config_path
+    preview = DataPreview(preview_data(dataset_class, settings.config_path),
+                          preview_data(dataset_class, val) if val is not None else None)
+    if not any(source.estimated for source in preview.train):
+        check_split_epoch([source.entries for source in preview.train], [source.ratio for source in preview.train],
+                          settings.split_epoch)
+    return preview
 
 
 def _build(dataset_class: DatasetClass, settings: DataSettings) -> TrainingData:

@@ -4,8 +4,9 @@
         run.train(build_training_data(DatasetClass, DataSettings(**run.data_settings())))
 
 parse_flags reads the command line (flags.py); exit_on_user_error turns a user's mistake into one
-line and status 1; TrainingRun sets up (the checkpoint and the LLaMA folder read once, model,
-optimizer) and trains the epochs (run.py).
+line and status 1; TrainingRun checks the run's files (the checkpoint and the LLaMA folder read
+once, no weight yet), the entry point builds the data, and `train` builds the model and the
+optimizer and trains the epochs (run.py): a mistake in the data is found before the weights load.
 
 One pre-training step, top to bottom: run.py's epoch loop makes the DataLoader (data_source.py)
 and asks train_loop.py's Trainer for the epoch's steps; each step moves the batch to the device,

@@ -64,7 +64,7 @@ def resolve_inputs(args: argparse.Namespace, settings: RunSettings, context: Dis
     inputs = RunInputs(llama, adapter, resume_from, imagebind_args, record)
     if inputs.resume_state is not None:
         check_resumable(inputs.resume_state, resume_from, args, record)
-        logger.info("resuming from %s", resume_from)
+        logger.info("%s", describe_start(args, inputs))
     return inputs
 
 
@@ -100,7 +100,7 @@ def check_imagebind_file(path: Path) -> int:
 def describe_plan(args: argparse.Namespace, settings: RunSettings, inputs: RunInputs, imagebind_tensors: int,
                   data: Any) -> list[str]:
     """--dry_run's report: one fact a line. `data` is the entry point's DataPreview."""
-    llama, position = inputs.llama, _start(args, inputs)
+    llama, position = inputs.llama, describe_start(args, inputs)
     lines = [
         f"dry run of {settings.phase}: {inputs.record.world_size} process(es) on {settings.device.type}, "
         f"precision {settings.precision}",
@@ -126,7 +126,8 @@ def describe_plan(args: argparse.Namespace, settings: RunSettings, inputs: RunIn
     return lines
 
 
-def _start(args: argparse.Namespace, inputs: RunInputs) -> str:
+def describe_start(args: argparse.Namespace, inputs: RunInputs) -> str:
+    """Where the run starts: afresh, from a pre-training checkpoint, or resuming (and where)."""
     state = inputs.resume_state
     if state is not None:
         return (f"resumes from {inputs.resume_from}: {state['global_step']} optimizer steps done, "

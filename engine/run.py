@@ -3,13 +3,16 @@
     with exit_on_user_error(DATA_ERRORS), TrainingRun(parse_flags("pretrain", argv), "pretrain") as run:
         run.train(build_training_data(PretrainDataset, DataSettings(**run.data_settings())))
 
-`exit_on_user_error` turns the errors a user can fix into one line and status 1; `TrainingRun`
-sets up the process group, the log, the settings, the model and the optimizer, and resumes.
+`exit_on_user_error` turns the errors a user can fix into one line and status 1. Entering
+`TrainingRun` sets up the process group, the log and the settings and checks the run's files
+without reading a weight; the entry point then builds the data (so that a mistake in the data is
+found before minutes of loading weights); `train` builds the model and the optimizer, resumes and
+runs the epochs. With one process attached to the terminal, this order is the launchers' pre-flight.
 
-Setting up reads each file once: the checkpoint to resume from (or, fine-tuning, the pre-training
+Each file is read once: the checkpoint to resume from (or, fine-tuning, the pre-training
 checkpoint) is opened once and gives the model's adapter tensors, the resume check and the
 training state; the LLaMA folder is resolved and fingerprinted once and gives the model and the
-run's record. Then `train` runs the epochs:
+run's record. The epochs:
 
     each epoch:   the loop (engine/train_loop.py) yields after every step; the run saves
                   checkpoint-last.pth every --save_interval_steps and stops on SIGTERM/SIGUSR1
@@ -90,7 +93,7 @@ def seed_everything(seed: int) -> None:
 
 
 class TrainingRun:
-    """One run: `with TrainingRun(args, phase) as run:` sets up; `run.train(data)` trains to the end."""
+    """One run: `with TrainingRun(args, phase) as run:` checks it; `run.train(data)` trains to the end."""
 
     def __init__(self, args: argparse.Namespace, phase: str):
         self.args = args
@@ -116,7 +119,7 @@ class TrainingRun:
                 logger.warning("--world_size %d ignored: the launcher started %d processes", self.args.world_size,
                                self.context.world_size)
             self.settings = derive_settings(self.args, self.phase, self.context)
-            self._set_up()
+            self._plan()
             self._resources = stack.pop_all()
         return self
 
@@ -138,9 +141,10 @@ class TrainingRun:
         self.leftovers = remove_leftover_temporary_files(output_dir)
         return lock
 
-    # -- set-up: model, optimizer, what to resume from ---------------------------------------------
+    # -- set-up: what to resume from, then the model and the optimizer -----------------------------
 
-    def _set_up(self) -> None:
+    def _plan(self) -> None:
+        """Open the run's files (headers, no weights) and decide what to resume from."""
         args, settings, context = self.args, self.settings, self.context
         logger.info("%s on %s, %d process(es), precision %s, effective batch %d, lr %.3e",
                     settings.phase, settings.device, context.world_size, settings.precision,
@@ -150,7 +154,9 @@ class TrainingRun:
         self.inputs = resolve_inputs(args, settings, context)  # each file opened once
         if args.dry_run:
             self.imagebind_tensors = check_imagebind_file(settings.imagebind_path)
-            return
+
+    def _build_model(self) -> None:
+        args, settings, context = self.args, self.settings, self.context
         seed_everything(args.seed)  # the same on every rank: a fresh adapter starts the same everywhere
         self.model = build_training_model(self.inputs.llama, settings.imagebind_path, settings.phase,
                                           self.inputs.imagebind_args, settings.device, settings.precision,
@@ -166,7 +172,7 @@ class TrainingRun:
 
     def data_settings(self) -> dict[str, Any]:
         """What this run needs of its data: the keyword arguments of data/training_data.py's
-        DataSettings (the tokenizer is the one the model was built with)."""
+        DataSettings (the tokenizer is that of the LLaMA folder the model is built from)."""
         args = self.args
         return dict(
             config_path=Path(args.data_config), tokenizer_path=self.inputs.llama.tokenizer_path,
@@ -189,6 +195,7 @@ class TrainingRun:
                 print(line)
             return
         self.data = data
+        self._build_model()
         with TensorBoardWriter(settings.log_dir, enabled=context.is_main) as self.writer:
             self.trainer = Trainer(self.module, self.trainables, self.optimizer, self.scaler, self._loop_settings(),
                                    context, data.check_bad_fraction, self.writer)
