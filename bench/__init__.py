@@ -1,4 +1,4 @@
-"""Throughput of the training step at the real 7B shape (issue 6), and its record.
+"""Measurements: the training step's throughput at the real 7B shape (issue 6), the start-up, and their record.
 
     throughput.py    the benchmark: `python -m bench.throughput --phase pretrain --batch_size 64`
     random_model.py  ImageBind-LLM with random weights, built straight on the device
@@ -6,5 +6,6 @@
     flops.py         the useful FLOPs that the utilisation figure counts
     memory_estimate.py  a step's peak GPU memory, estimated on the CPU with fake tensors
     run_matrix.sh    issue 6's measurements on one GPU, most important first
+    startup.py       time to the first step through the launchers, as the demo starts each phase
     RESULTS.md       measured figures, with date, card and torch version; runs.jsonl their JSON lines
 """

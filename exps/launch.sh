@@ -55,32 +55,46 @@ _imagebind_llm_launch() {
     if [ "${NODE_RANK:-0}" = 0 ]; then
         "$python" "$repo_root/exps/supervise.py" --check_lock "$output_dir" || return 1
     fi
+    # One process on one node: the worker runs alone, without torchrun (see below).
+    local one_worker=0
+    if [ "$nproc" = 1 ] && [ "${NNODES:-1}" = 1 ]; then one_worker=1; fi
     # Pre-flight, attached: the run's own checks before it loads any weight (flags, the data config
     # and its first entries, the LLaMA folder, ImageBind and checkpoint files, resuming), by the
-    # entry point's --dry_run. A problem is one line here, and nothing starts.
-    echo "Checking the run (--dry_run) ..."
-    WORLD_SIZE=$((nproc * ${NNODES:-1})) "$python" "$repo_root/$entry" --dry_run --output_dir "$output_dir" \
-        --resume auto "$@" || return 1
+    # entry point's --dry_run. A problem is one line here, and nothing starts. One process attached
+    # to the terminal is its own pre-flight: the run makes these checks before it reads a weight,
+    # and its one-line errors come here anyway; a second interpreter would only cost seconds.
+    if [ "${FOREGROUND:-0}" != 1 ] || [ "$one_worker" = 0 ]; then
+        echo "Checking the run (--dry_run) ..."
+        WORLD_SIZE=$((nproc * ${NNODES:-1})) "$python" "$repo_root/$entry" --dry_run --output_dir "$output_dir" \
+            --resume auto "$@" || return 1
+    fi
     mkdir -p "$output_dir" || { echo "launcher: cannot create the output folder $output_dir" >&2; return 1; }
     output_dir="$(CDPATH= cd -- "$output_dir" && pwd)"
 
     local log_file="$output_dir/output.log"
-    # exps/supervise.py runs torchrun: it passes stop signals to the workers, which save a checkpoint
+    # exps/supervise.py runs the job: it passes stop signals to the workers, which save a checkpoint
     # and exit 0, and keeps torchrun's failure report out of the log's last lines (see its docstring).
     # Run from the caller's folder, so that relative paths mean what they meant where they were typed.
-    local -a torchrun=("$python" -u -m torch.distributed.run "${rendezvous[@]}" --nproc_per_node "$nproc"
-        "$repo_root/$entry" --output_dir "$output_dir" --resume auto "$@")
-    local -a command=("$python" -u "$repo_root/exps/supervise.py" --log "$log_file")
-    echo "[$(date '+%Y-%m-%d %H:%M:%S')] ${torchrun[*]}" >> "$log_file"
+    local -a command=("$python" -u "$repo_root/exps/supervise.py" --log "$log_file") job
+    if [ "$one_worker" = 1 ]; then
+        # One process: the worker alone, with the variables torchrun would give it (torchrun's own
+        # start, importing torch, would cost seconds and add nothing).
+        command+=(--one_worker)
+        job=(env RANK=0 LOCAL_RANK=0 WORLD_SIZE=1 LOCAL_WORLD_SIZE=1 "$python" -u "$repo_root/$entry")
+    else
+        job=("$python" -u -m torch.distributed.run "${rendezvous[@]}" --nproc_per_node "$nproc" "$repo_root/$entry")
+    fi
+    job+=(--output_dir "$output_dir" --resume auto "$@")
+    echo "[$(date '+%Y-%m-%d %H:%M:%S')] ${job[*]}" >> "$log_file"
 
     if [ "${FOREGROUND:-0}" = 1 ]; then
-        "${command[@]}" --echo -- "${torchrun[@]}"
+        "${command[@]}" --echo -- "${job[@]}"
         return
     fi
     # In the background, detached from the terminal: the job survives the shell closing, and the
     # subshell keeps it out of the caller's job table.
     local pid
-    pid="$({ nohup setsid "${command[@]}" -- "${torchrun[@]}" >> "$log_file" 2>&1 < /dev/null & echo $!; })" || return 1
+    pid="$({ nohup setsid "${command[@]}" -- "${job[@]}" >> "$log_file" 2>&1 < /dev/null & echo $!; })" || return 1
     echo "$pid" >| "$output_dir/launcher.pid"  # >|: a relaunch overwrites it even under the caller's noclobber
     echo "Started $entry in the background (process $pid)."
     echo "Log:    $log_file"

@@ -1,7 +1,12 @@
-"""The launchers' job process: it runs torchrun, turns stop signals into clean stops and keeps the log readable.
+"""The launchers' job process: it runs the job, turns stop signals into clean stops and keeps the log readable.
 
     python exps/supervise.py --log OUTPUT_DIR/output.log [--echo] -- python -m torch.distributed.run ...
+    python exps/supervise.py --log OUTPUT_DIR/output.log [--echo] --one_worker -- python main_pretrain.py ...
     python exps/supervise.py --check_lock OUTPUT_DIR     # refuse, in the terminal, a folder in use
+
+The job is torchrun and its workers, or, for one process on one node (--one_worker), the worker
+alone: torchrun would add nothing there but seconds of start-up (it imports torch too). What
+follows says "torchrun"; with --one_worker, the worker is both torchrun and its only worker.
 
 Stopping. torchrun runs in a session of its own with the stop signals (SIGTERM, SIGINT, SIGUSR1,
 SIGHUP) ignored, so that neither a terminal's Ctrl-C nor `kill` makes it tear its workers down
@@ -67,10 +72,11 @@ def children_of(pid: int) -> list[int]:
     return children
 
 
-def start_torchrun(command: Sequence[str]) -> subprocess.Popen:
-    """torchrun in a session of its own, the stop signals ignored, dying with this process."""
+def start_job(command: Sequence[str]) -> subprocess.Popen:
+    """torchrun (or the one worker) in a session of its own, the stop signals ignored until it sets
+    its own handlers (the worker does, torchrun does not), dying with this process."""
 
-    def prepare() -> None:  # runs in the child, before it becomes torchrun
+    def prepare() -> None:  # runs in the child, before it becomes the job
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         die_with_parent()
@@ -112,10 +118,11 @@ class LogCopier(threading.Thread):
 
 
 class StopForwarder:
-    """Passes stop signals on to torchrun's workers, and again every RESEND_SECONDS until they end."""
+    """Passes stop signals on to the workers, and again every RESEND_SECONDS until they end."""
 
-    def __init__(self, torchrun: subprocess.Popen):
-        self.torchrun = torchrun
+    def __init__(self, job: subprocess.Popen, one_worker: bool):
+        self.job = job
+        self.one_worker = one_worker
         self.requested: signal.Signals | None = None
 
     def install(self) -> None:
@@ -132,7 +139,7 @@ class StopForwarder:
         if self.requested is None:
             return
         sig = FORWARDED_AS.get(self.requested, self.requested)
-        for worker in children_of(self.torchrun.pid):
+        for worker in [self.job.pid] if self.one_worker else children_of(self.job.pid):
             try:
                 os.kill(worker, sig)
             except ProcessLookupError:
@@ -141,16 +148,16 @@ class StopForwarder:
     def wait(self) -> int:
         while True:
             try:
-                return self.torchrun.wait(timeout=RESEND_SECONDS)
+                return self.job.wait(timeout=RESEND_SECONDS)
             except subprocess.TimeoutExpired:
                 self.forward()
 
 
-def supervise(command: Sequence[str], log: Path, echo: bool) -> int:
-    torchrun = start_torchrun(command)
-    forwarder = StopForwarder(torchrun)
+def supervise(command: Sequence[str], log: Path, echo: bool, one_worker: bool = False) -> int:
+    job = start_job(command)
+    forwarder = StopForwarder(job, one_worker)
     forwarder.install()
-    copier = LogCopier(torchrun.stdout, log, echo)
+    copier = LogCopier(job.stdout, log, echo)
     copier.start()
     status = forwarder.wait()
     copier.join()
@@ -161,9 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--log", type=Path, help="the job's log (output.log), appended to")
     parser.add_argument("--echo", action="store_true", help="also print the output (FOREGROUND=1)")
+    parser.add_argument("--one_worker", action="store_true",
+                        help="the command is the job's one worker itself, not torchrun")
     parser.add_argument("--check_lock", type=Path, metavar="OUTPUT_DIR",
                         help="only check that no live job holds OUTPUT_DIR (util/run_lock.py)")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then torchrun's command line")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then torchrun's (or the worker's) command line")
     args = parser.parse_args(argv)
     if args.check_lock is not None:
         try:
@@ -175,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command or args.log is None:
         parser.error("give --log and, after --, the command to run")
-    return supervise(command, args.log, args.echo)
+    return supervise(command, args.log, args.echo, args.one_worker)
 
 
 if __name__ == "__main__":

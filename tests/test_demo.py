@@ -67,8 +67,8 @@ def test_the_demo_runs_both_launchers_attached_and_prints_its_summary(demo):
     logs = {phase: (output_dir / phase / "output.log").read_text() for phase in ("pretrain", "finetune")}
     for phase, entry in (("pretrain", "main_pretrain.py"), ("finetune", "main_finetune.py")):
         command = logs[phase].splitlines()[0]
-        assert "torch.distributed.run" in command and entry in command and "--resume auto" in command
-        assert "--nproc_per_node 1" in command and "--device cpu" in command
+        assert "WORLD_SIZE=1 LOCAL_WORLD_SIZE=1 " in command and entry in command and "--resume auto" in command
+        assert "torch.distributed.run" not in command and "--device cpu" in command
         assert "--resume auto: no checkpoint in" in logs[phase]  # afresh: the stale run was removed
     assert f"--pretrained_path {output_dir}/pretrain/checkpoint-last.pth" in logs["finetune"]
     assert (output_dir / "summary.txt").read_text() in stdout

@@ -8,6 +8,7 @@ sourcing a launcher; the test compares the snapshots.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.startup import run as time_startup
 from exps.tiny_assets import TinyAssets, write_tiny_assets
 from support import REPO_ROOT
 from support.processes import process_ended, wait_until
@@ -78,7 +80,9 @@ echo "shell alive"
     assert_unchanged(tmp_path, "before", "after_pretrain", "after_finetune")
     for phase in ("pre", "ft"):
         log = (tmp_path / phase / "output.log").read_text()
-        assert "torch.distributed.run" in log.splitlines()[0]  # the command, then its output
+        # The command, then its output. One process runs alone: torchrun's start would cost seconds.
+        assert f"WORLD_SIZE=1 LOCAL_WORLD_SIZE=1 {sys.executable} -u {REPO_ROOT}/main_" in log.splitlines()[0]
+        assert "torch.distributed.run" not in log
         assert "training done: 1 epochs" in log
         assert (tmp_path / phase / "checkpoint-1.pth").is_file()  # the state after epoch 1
 
@@ -113,10 +117,11 @@ snapshot {tmp_path}/after
 
     relaunch = run_bash(f"FOREGROUND=1\n{launch}\necho \"status $?\"\n", assets.root, tmp_path)
     assert "status 0" in relaunch.stdout, relaunch.stdout + relaunch.stderr
-    assert f"resumes from {output_dir / 'checkpoint-last.pth'}: {stopped['global_step']} optimizer steps done" \
-        in relaunch.stdout
+    # Attached, one process is its own pre-flight: the run says where it resumes, in the terminal and the log.
+    resumes = f"resumes from {output_dir / 'checkpoint-last.pth'}: {stopped['global_step']} optimizer steps done"
+    assert resumes in relaunch.stdout and "--dry_run" not in relaunch.stdout
     log = (output_dir / "output.log").read_text()
-    assert f"resuming from {output_dir / 'checkpoint-last.pth'}" in log
+    assert resumes in log
     assert "training done: 3 epochs, 36 optimizer steps" in log
 
 
@@ -194,6 +199,9 @@ MISTAKES = {
     "a missing image folder":
         ("META:\n  - path: shapes/train.tsv\n    image_root: /nowhere/images\n", None,
          "folder '/nowhere/images' not found"),
+    "more sub-epochs (the recipe's --split_epoch 50) than the table has rows":
+        ("META:\n  - path: shapes/train.tsv\n    image_root: shapes\n", None,
+         "split_epoch=50 needs at least that many samples per pass, but the ratios give 24"),
     "ImageBind's weights given as the pre-training checkpoint":
         (None, "imagebind/tiny.pth", "is not an adapter checkpoint"),
 }
@@ -215,3 +223,15 @@ def test_a_mistake_is_one_line_in_the_terminal_and_nothing_starts(assets, tmp_pa
     said = [line for line in (result.stdout + result.stderr).splitlines() if message in line]
     assert len(said) == 1 and "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
     assert not out.exists()  # no job, no log: nothing went to the background
+
+
+def test_the_startup_benchmark_times_both_phases_to_their_first_step(assets, tmp_path, capsys):
+    records = time_startup(assets, tmp_path, repeats=1)
+    assert [record["phase"] for record in records] == ["pretrain", "finetune"]
+    for record in records:
+        assert 0 < record["seconds_to_first_step"] < record["seconds_total"]
+    assert (tmp_path / "pretrain-1" / "checkpoint-1.pth").is_file()  # fine-tuning started from it
+    assert (tmp_path / "finetune-1" / "checkpoint-1.pth").is_file()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line.get("median") for line in lines[2:]] == [records[0]["seconds_to_first_step"],
+                                                          records[1]["seconds_to_first_step"]]

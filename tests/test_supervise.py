@@ -38,9 +38,11 @@ sys.exit(status)
 """
 
 
-def start(tmp_path, *extra: str) -> subprocess.Popen:
+def start(tmp_path, *extra: str, one_worker: bool = False) -> subprocess.Popen:
+    job = ["--one_worker", "--", sys.executable, "-c", WORKER] if one_worker else \
+        ["--", sys.executable, "-c", TORCHRUN, *extra]
     return subprocess.Popen([sys.executable, str(REPO_ROOT / "exps" / "supervise.py"), "--log",
-                             str(tmp_path / "output.log"), "--echo", "--", sys.executable, "-c", TORCHRUN, *extra],
+                             str(tmp_path / "output.log"), "--echo", *job],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -55,6 +57,16 @@ def test_a_stop_signal_goes_to_the_workers_and_everything_exits_0(tmp_path, stop
     forwarded = signal.SIGTERM if stop == signal.SIGHUP else stop
     assert f"worker stopped by {forwarded.name}" in output
     assert (tmp_path / "output.log").read_text().splitlines() == ["worker ready", f"worker stopped by {forwarded.name}"]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGHUP], ids=lambda stop: stop.name)
+def test_with_one_worker_and_no_torchrun_the_stop_signal_goes_to_the_worker_itself(tmp_path, stop):
+    supervisor = start(tmp_path, one_worker=True)
+    assert supervisor.stdout.readline().strip() == "worker ready"
+    supervisor.send_signal(stop)
+    output, _ = supervisor.communicate(timeout=30)
+    forwarded = signal.SIGTERM if stop == signal.SIGHUP else stop
+    assert supervisor.returncode == 0 and f"worker stopped by {forwarded.name}" in output
 
 
 def test_torchruns_failure_report_goes_beside_the_log_and_the_status_stays(tmp_path):
