@@ -7,5 +7,6 @@
     memory_estimate.py  a step's peak GPU memory, estimated on the CPU with fake tensors
     run_matrix.sh    issue 6's measurements on one GPU, most important first
     startup.py       time to the first step through the launchers, as the demo starts each phase
+    modality_readers.py  files per second of the sound, video and text readers on one core
     RESULTS.md       measured figures, with date, card and torch version; runs.jsonl their JSON lines
 """

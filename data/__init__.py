@@ -13,6 +13,14 @@
     bad_samples.py    the bad-sample policy and the fraction check
     sample.py, packed_strings.py   a sample's fields; many strings in two numpy arrays
 
+Every other modality, from files (what `generate` takes; README's table):
+
+    modality_inputs.py  {"Image": [path, w], "Audio": [path, w], ...} -> the tensors, batched
+    audio.py            sound -> [3, 1, 128, 204]: decode, resample.py, clip_timing.py, filterbank.py
+    video.py            video -> [15, 3, 2, 224, 224]: decode, clips, scale, three crops
+    text_tokens.py      text -> [77] ids: CLIP's BPE, for ImageBind's text branch
+    sensors.py          depth, thermal, IMU by this project's conventions
+
 Imports flow one way: data/ uses model/tokenizer.py (the tokenizer, prompts and batch constants
 shared with the model) and nothing else of the project. The package imports nothing on its own, so
 that `python -m data.caption_table META_FILE` starts quickly.

@@ -26,6 +26,13 @@ EMPTY_TEXT = "empty_text"  # a caption, instruction or question is empty
 NO_ANSWER = "no_answer"  # no answer to train on: empty output, conversation without a reply
 BAD_CONVERSATION = "bad_conversation"  # turns not alternating human/gpt, or an unknown role
 MALFORMED_ROW = "malformed_row"  # a table row with too many fields (dropped while indexing)
+# Other modalities' files (data/audio.py, video.py, sensors.py):
+MISSING_FILE = "missing_file"  # a sound, video, depth, thermal or IMU file does not exist
+UNREADABLE_AUDIO = "unreadable_audio"  # no audio stream could be decoded from it
+UNREADABLE_VIDEO = "unreadable_video"  # no video stream could be decoded from it
+UNREADABLE_FILE = "unreadable_file"  # a depth, thermal or IMU file that is not what its reader expects
+SILENT_AUDIO = "silent_audio"  # every sample is zero: the filterbank would see nothing
+TOO_SHORT = "too_short"  # a sound shorter than one 25 ms filterbank frame, a video without frames
 
 ON_BAD_SAMPLE_CHOICES = ("skip", "error")
 
