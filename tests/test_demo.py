@@ -132,7 +132,14 @@ def test_the_notebook_runs_top_to_bottom_on_the_demo_files(demo, monkeypatch):
     printed = ["".join(output.get("text", "") for output in cell.outputs if output.output_type == "stream")
                for cell in notebook.cells if cell.cell_type == "code"]
     assert "finetune checkpoint, on " in "".join(printed)
-    answer = printed[-1].rstrip("\n")
+    image_cell = next(i for i, cell in enumerate(cell for cell in notebook.cells if cell.cell_type == "code")
+                      if 'llm.generate({"Image": [pixels, 1]}' in cell.source)
+    answer = printed[image_cell].rstrip("\n")
+    # A section per other modality, each printing its names and an answer of its own.
+    asked = [line for text in printed[image_cell + 1:] for line in text.splitlines() if ": " in line]
+    assert [line.split(": ")[0] for line in asked] == ["Audio", "Video", "Depth", "Thermal", "IMU", "Text",
+                                                       "Image + Audio"]
+    assert all(line.split(": ", 1)[1].strip() for line in asked)
     tokenizer = Tokenizer(output_dir / "assets" / "llama" / "tokenizer.model")
     ids = tokenizer.encode(answer, bos=False, eos=False)
     assert answer and not any(tokenizer.sp_model.is_byte(i) or tokenizer.sp_model.is_unknown(i) for i in ids)
