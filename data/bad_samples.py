@@ -32,7 +32,7 @@ UNREADABLE_AUDIO = "unreadable_audio"  # no audio stream could be decoded from i
 UNREADABLE_VIDEO = "unreadable_video"  # no video stream could be decoded from it
 UNREADABLE_FILE = "unreadable_file"  # a depth, thermal or IMU file that is not what its reader expects
 SILENT_AUDIO = "silent_audio"  # every sample is zero: the filterbank would see nothing
-TOO_SHORT = "too_short"  # a sound shorter than one 25 ms filterbank frame, a video without frames
+TOO_SHORT = "too_short"  # a sound shorter than one 25 ms frame, a video without frames, < 512 points
 
 ON_BAD_SAMPLE_CHOICES = ("skip", "error")
 

@@ -13,6 +13,7 @@ tensor gets a batch axis first:
     Depth    disparity .npy or PNG             [B, 1, 224, 224]          data/sensors.py
     Thermal  grayscale image                   [B, 1, 224, 224]          data/sensors.py
     IMU      .npy [6, T]                       [B, 6, 2000]              data/sensors.py
+    Point    .pt .npy .ply .pcd .xyz .obj      [B, N, 3]                 data/point_clouds.py
     Text     the text itself                   [B, 77]                   data/text_tokens.py
 
 The model fuses the modalities given: each embedding normalised, weighted by weight / (sum of
@@ -29,6 +30,7 @@ import torch
 
 from data.audio import load_audio
 from data.images import load_image
+from data.point_clouds import load_point_cloud
 from data.sensors import load_depth, load_imu, load_thermal
 from data.text_tokens import clip_token_ids
 from data.transforms import eval_transform
@@ -42,6 +44,7 @@ def _image(path: str | Path) -> torch.Tensor:
 READERS: dict[str, Callable[[Any], torch.Tensor]] = {
     "Image": _image, "Audio": load_audio, "Video": load_video, "Depth": load_depth,
     "Thermal": load_thermal, "IMU": load_imu, "Text": lambda text: clip_token_ids(str(text))[0],
+    "Point": load_point_cloud,
 }
 
 
@@ -68,6 +71,10 @@ def read_inputs(sources: Mapping[str, Any], device: torch.device | str = "cpu") 
         values: Sequence[Any] = value if isinstance(value, (list, tuple)) else [value]
         if not values:
             raise ValueError(f"{name}: no file given")
-        batch = torch.stack([read_modality(name, item) for item in values])
+        samples = [read_modality(name, item) for item in values]
+        if len({tuple(sample.shape) for sample in samples}) > 1:
+            raise ValueError(f"{name}: the files give different shapes {[tuple(s.shape) for s in samples]}; "
+                             "give one at a time (point clouds batched together need the same number of points)")
+        batch = torch.stack(samples)
         inputs[name] = [batch.to(device), weight]
     return inputs

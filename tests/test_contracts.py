@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from model.adapter import ImageBindLLM
+from model.imagebind.model import IMAGEBIND_HUGE_ARGS
 from model.llama import ModelArgs, Transformer
 from support import CONTRACTS_DIR
 
@@ -54,3 +55,14 @@ def test_every_tensor_comes_from_exactly_one_file(model_7b):
     assert set(model_7b.state_dict()) == llama_keys | imagebind_keys | released
     assert not imagebind_keys & (llama_keys | released)
     assert llama_keys & released == {k for k in llama_keys if k.endswith("norm.weight")}
+
+
+def test_the_3d_branch_adds_exactly_the_tensors_of_the_3d_imagebind_file():
+    with torch.device("meta"):
+        model = ImageBindLLM(ModelArgs.from_params(PARAMS_7B, vocab_size=32000), "finetune",
+                             {**IMAGEBIND_HUGE_ARGS, "point_branch": True})
+    encoder = shapes(model.image_bind.state_dict())
+    plain = contract("imagebind_huge.json")
+    assert {key: shape for key, shape in encoder.items() if key not in plain} == contract("imagebind_huge_point_extra.json")
+    assert {key: shape for key, shape in encoder.items() if key in plain} == plain
+    assert shapes(model.state_dict_released()) == contract("imagebind_llm_7b_finetuned.json")  # the adapter is unchanged

@@ -27,11 +27,14 @@ from model.files.adapter_checkpoint import AdapterCheckpoint, lora_rank_of_check
 from model.files.base_record import check_base
 from model.files.llama_folder import LlamaFolder, open_llama_folder
 from model.files.tensor_files import load_tensors
+from model.imagebind.model import IMAGEBIND_HUGE_ARGS
 from model.layout import is_finetune_addition
 from model.llama import ModelArgs, Transformer
 from model.meta_device import on_meta_device
 
 logger = logging.getLogger(__name__)
+
+POINT_TRUNK_PREFIX = "point_trunk."  # the 3D branch's trunk in imagebind_w3D.pth
 
 
 def read_imagebind_state_dict(path: PathLike) -> Mapping[str, torch.Tensor]:
@@ -123,6 +126,17 @@ def apply_adapter_checkpoint(model: ImageBindLLM, checkpoint: AdapterCheckpoint)
 
 # -- building the model ----------------------------------------------------------------------------
 
+def _with_point_branch(imagebind_args: Mapping[str, Any] | None, state: Mapping[str, torch.Tensor],
+                       path: PathLike) -> Mapping[str, Any] | None:
+    """The ImageBind arguments, with the 3D point branch when the file holds it (imagebind_w3D.pth)."""
+    if not any(key.startswith(POINT_TRUNK_PREFIX) for key in state):
+        return imagebind_args
+    if imagebind_args is not None and imagebind_args.get("point_branch"):
+        return imagebind_args
+    logger.info("ImageBind %s holds the 3D point branch: building it too", path)
+    return {**(IMAGEBIND_HUGE_ARGS if imagebind_args is None else imagebind_args), "point_branch": True}
+
+
 def build_model(llama: LlamaFolder, imagebind_path: PathLike, phase: str,
                 imagebind_args: Mapping[str, Any] | None = None, device: torch.device | str = "cpu",
                 frozen_dtype: torch.dtype = torch.float32, checkpoint: AdapterCheckpoint | None = None) -> ImageBindLLM:
@@ -138,6 +152,8 @@ def build_model(llama: LlamaFolder, imagebind_path: PathLike, phase: str,
         check_base(f"checkpoint {checkpoint.path}", checkpoint.base, llama.base_record, llama.model_dir)
         if imagebind_args is None:
             imagebind_args = checkpoint.imagebind_args
+    imagebind_state = read_imagebind_state_dict(imagebind_path)
+    imagebind_args = _with_point_branch(imagebind_args, imagebind_state, imagebind_path)
     tokenizer = llama.tokenizer()
     args = ModelArgs.from_params(llama.params, vocab_size=tokenizer.n_words)
     lora_rank = lora_rank_of_checkpoint(checkpoint, args) if checkpoint is not None else None
@@ -151,8 +167,7 @@ def build_model(llama: LlamaFolder, imagebind_path: PathLike, phase: str,
 
     copy_state_dict(model.llama, llama.state, f"LLaMA {llama.model_dir}",
                     expected=meta_llama_keys(model.llama.args)).forbid_missing()
-    copy_state_dict(model.image_bind, read_imagebind_state_dict(imagebind_path),
-                    f"ImageBind {imagebind_path}").forbid_missing()
+    copy_state_dict(model.image_bind, imagebind_state, f"ImageBind {imagebind_path}").forbid_missing()
     model.forget_cached_embeddings()
     if checkpoint is not None:
         apply_adapter_checkpoint(model, checkpoint)

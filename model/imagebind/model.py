@@ -13,10 +13,10 @@ public code and in `imagebind_huge.pth`:
 [B, S, ...]: each clip is embedded and the S embeddings are averaged, as the public code does.
 
 Adding a modality is adding entries with `add_modality`, not editing `forward`. The 3D point
-branch of `imagebind_w3D.pth` (tests/contracts/imagebind_huge_point_extra.json) fits this way: no
-preprocessor parameters, a head `modality_heads.point` (LayerNorm(512), Dropout, Linear, no
-cls selection), a post-processor with a fixed scale 1; its trunk is stored under the top-level
-prefix `point_trunk.` in that file, so it needs a key rename on load. It is not built here.
+branch of `imagebind_w3D.pth` (tests/contracts/imagebind_huge_point_extra.json; `point_branch=True`)
+is the one exception, as in that file: its trunk (points.py) is the top-level `point_trunk`, it
+has no preprocessor, and its head `modality_heads.point` (LayerNorm(512), Dropout, Linear) reads
+the trunk's output directly; its post-processor has a fixed scale 1.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Mapping, Sequence
 
 from torch import Tensor, nn
 
-from model.imagebind.heads import L2Normalize, cls_head, normalize_and_scale, text_head
+from model.imagebind.heads import HEAD_NORM_EPS, L2Normalize, cls_head, normalize_and_scale, text_head
+from model.imagebind.points import PROJECTION, PointTrunk
 from model.imagebind.preprocessors import (
     IMAGE_SIZE, TextPreprocessor, Tokens, imu_preprocessor, single_channel_preprocessor, vision_preprocessor,
 )
@@ -41,6 +42,7 @@ class ModalityType:
     THERMAL = "thermal"
     DEPTH = "depth"
     IMU = "imu"
+    POINT = "point"
 
 
 # The public code's IMU preprocessor always cuts windows of 8 samples, whatever imu_kernel_size says.
@@ -94,6 +96,10 @@ class ImageBindModel(nn.Module):
         imu_num_blocks: int = 6,
         imu_num_heads: int = 8,
         imu_drop_path: float = 0.7,
+        point_branch: bool = False,
+        point_embed_dim: int = 384,
+        point_num_blocks: int = 12,
+        point_num_heads: int = 6,
     ) -> None:
         super().__init__()
         if imu_kernel_size != _IMU_WINDOW:
@@ -165,6 +171,12 @@ class ImageBindModel(nn.Module):
             cls_head(imu_embed_dim, out_embed_dim, dropout=0.5),
             normalize_and_scale(5.0),
         )
+        if point_branch:
+            self.point_trunk = PointTrunk(width=point_embed_dim, depth=point_num_blocks, heads=point_num_heads)
+            self.modality_heads[ModalityType.POINT] = nn.Sequential(
+                nn.LayerNorm(PROJECTION, eps=HEAD_NORM_EPS), nn.Dropout(0.5),
+                nn.Linear(PROJECTION, out_embed_dim, bias=False))
+            self.modality_postprocessors[ModalityType.POINT] = normalize_and_scale(1.0)
 
     def add_modality(self, name: str, preprocessor: nn.Module, trunk: nn.Module, head: nn.Module,
                      postprocessor: nn.Module) -> None:
@@ -182,7 +194,14 @@ class ImageBindModel(nn.Module):
     @property
     def modalities(self) -> list[str]:
         """The modalities this model can embed: those whose four parts are all present."""
-        return [m for m in self.modality_trunks if all(m in part for part in self._parts())]
+        names = [m for m in self.modality_trunks if all(m in part for part in self._parts())]
+        if self._has_point_branch():
+            names.append(ModalityType.POINT)
+        return names
+
+    def _has_point_branch(self) -> bool:
+        return (getattr(self, "point_trunk", None) is not None and ModalityType.POINT in self.modality_heads
+                and ModalityType.POINT in self.modality_postprocessors)
 
     def keep_modalities(self, names: Sequence[str]) -> "ImageBindModel":
         """Drops every branch not named (its weights are freed); returns self.
@@ -197,6 +216,8 @@ class ImageBindModel(nn.Module):
         for part in self._parts():
             for name in [m for m in part if m not in names]:
                 del part[name]
+        if ModalityType.POINT not in names and hasattr(self, "point_trunk"):
+            del self.point_trunk
         return self
 
     def forward(self, inputs: Mapping[str, Tensor | None]) -> dict[str, Tensor]:
@@ -208,6 +229,8 @@ class ImageBindModel(nn.Module):
         if modality not in self.modalities:
             raise KeyError(f"ImageBindModel has no {modality!r} branch: it holds {self.modalities} "
                            "(keep_modalities or a deleted part removed the others)")
+        if modality == ModalityType.POINT:  # [B, N, 3]: the trunk takes the points themselves
+            return self.modality_postprocessors[modality](self.modality_heads[modality](self.point_trunk(x)))
         has_clips = x.ndim >= 5  # audio [B, S, 1, F, T], vision [B, S, 3, (T,) H, W]
         if has_clips:
             batch, clips = x.shape[:2]
