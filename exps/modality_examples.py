@@ -7,6 +7,7 @@
     depth.png     16-bit disparity, 96 x 128: a near sphere in front of a sloping floor
     thermal.png   8-bit grayscale, 96 x 128: a warm blob on a cool background
     imu.npy       [6, 1000] float32: 5 s at 200 Hz of a slow sway (accelerometer, then gyroscope)
+    points.ply    2048 points on a torus (binary PLY), centred, within the unit sphere
 
 Every file is a pure function of the code (no randomness), so the bytes are the same every time.
 """
@@ -81,6 +82,17 @@ def write_imu(path: Path, seconds: float = 5.0, rate: int = 200) -> Path:
     return path
 
 
+def write_points(path: Path, count: int = 2048) -> Path:
+    index = np.arange(count)
+    around, across = 2 * np.pi * index / count * 37, 2 * np.pi * index / count * 5  # two co-prime windings
+    points = np.stack([(0.6 + 0.25 * np.cos(around)) * np.cos(across), (0.6 + 0.25 * np.cos(around)) * np.sin(across),
+                       0.25 * np.sin(around)], axis=1).astype("<f4")
+    header = f"ply\nformat binary_little_endian 1.0\nelement vertex {count}\n" \
+             "property float x\nproperty float y\nproperty float z\nend_header\n"
+    path.write_bytes(header.encode("ascii") + points.tobytes())
+    return path
+
+
 def write_modality_examples(folder: str | Path) -> dict[str, Path]:
     """Write the files listed in the module docstring under `folder`; {modality name: path}."""
     folder = Path(folder)
@@ -91,6 +103,7 @@ def write_modality_examples(folder: str | Path) -> dict[str, Path]:
         "Depth": write_depth(folder / "depth.png"),
         "Thermal": write_thermal(folder / "thermal.png"),
         "IMU": write_imu(folder / "imu.npy"),
+        "Point": write_points(folder / "points.ply"),
     }
 
 

@@ -81,6 +81,8 @@ TINY_IMAGEBIND_ARGS = {
     "depth_embed_dim": 16, "depth_num_blocks": 1, "depth_num_heads": 2,
     "thermal_embed_dim": 16, "thermal_num_blocks": 1, "thermal_num_heads": 2,
     "imu_embed_dim": 16, "imu_num_blocks": 1, "imu_num_heads": 2,
+    # The 3D branch too (its point-group encoder and projection have fixed sizes: about 0.9 MB).
+    "point_branch": True, "point_embed_dim": 16, "point_num_blocks": 1, "point_num_heads": 2,
 }
 
 
