@@ -46,6 +46,8 @@ assets="$output_dir/assets"
 echo "== demo: writing the tiny files under $assets"
 "$PYTHON" -m exps.tiny_assets "$assets" --train_pictures 48 --held_out_pictures 24 --language_model_steps 300
 "$PYTHON" -m exps.modality_examples "$assets/modalities"  # a sound, a clip, ...: the notebook's other modalities
+"$PYTHON" -m exps.build_visual_cache "$assets/shapes/pictures" "$assets/visual_cache.pt" --device cpu \
+    --imagebind_path "$assets/imagebind/tiny.pth" --imagebind_config "$assets/imagebind/tiny.yaml"  # the notebook's cache
 
 tiny_encoder=(--imagebind_path "$assets/imagebind/tiny.pth" --imagebind_config "$assets/imagebind/tiny.yaml")
 # Small batches, a high learning rate and many short epochs: a few hundred steps learn the task.

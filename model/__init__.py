@@ -9,6 +9,7 @@ The model itself takes tensors only:
     llama.py       LLaMA in Meta's layout (RMSNorm, rotary, SwiGLU, KV cache), biases and LoRA
     adapter.py     ImageBindLLM: ImageBind -> bridge -> gated prefix in every layer; loss, generate
     generation.py  the decoding loop (top-p, per-row end of sequence)
+    visual_cache.py  the paper's visual cache: embeddings pulled towards cached image embeddings
     layout.py      which tensors each phase trains, which a released file holds, the phase its keys say
     tokenizer.py   the tokenizer, the prompts and the batch constants data/ shares (its one import here)
     meta_device.py building on the meta device (shapes only) without the initialisers' random fills
@@ -60,13 +61,16 @@ def default_frozen_dtype(device: torch.device) -> torch.dtype:
 
 def load(checkpoint_path: str | os.PathLike, llama_dir: str | os.PathLike, imagebind_path: str | os.PathLike,
          llama_type: str | None = None, imagebind_args: Mapping[str, Any] | None = None,
-         device: torch.device | str | None = None, frozen_dtype: torch.dtype | None = None) -> ImageBindLLM:
+         device: torch.device | str | None = None, frozen_dtype: torch.dtype | None = None,
+         visual_cache: str | os.PathLike | None = None) -> ImageBindLLM:
     """An ImageBindLLM in eval mode with a checkpoint's weights, for inference.
 
     The phase (and so LLaMA's biases and LoRA) follows from the checkpoint's keys. llama_type None:
     the base the checkpoint records, else the only model folder in llama_dir, else 7B_chinese (the
     base the released checkpoints need). device None: CUDA when available, else the CPU;
     frozen_dtype None: bfloat16 (float16 where unsupported) on CUDA, float32 on the CPU.
+    visual_cache: a cache of image embeddings to mix inference embeddings with (this project's
+    file or the published knn.index; model/visual_cache.py), off when None.
     """
     from model.files.adapter_checkpoint import read_adapter_checkpoint
     from model.files.build import build_from_files
@@ -76,4 +80,6 @@ def load(checkpoint_path: str | os.PathLike, llama_dir: str | os.PathLike, image
     frozen_dtype = frozen_dtype or default_frozen_dtype(device)
     model = build_from_files(llama_dir, llama_type, imagebind_path, checkpoint.phase, imagebind_args=imagebind_args,
                              device=device, frozen_dtype=frozen_dtype, checkpoint=checkpoint)
+    if visual_cache is not None:
+        model.use_visual_cache(visual_cache)
     return model.eval()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -30,6 +31,7 @@ from model.layout import (
 )
 from model.llama import ModelArgs, RMSNorm, Transformer
 from model.tokenizer import IMAGE_SIZE, NO_LOSS_LABEL, Tokenizer
+from model.visual_cache import VisualCache, load_visual_cache
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +156,7 @@ class ImageBindLLM(nn.Module):
         self.prefix_query = nn.Embedding(llama_args.adapter_layers, dim)  # one token per adapted layer
 
         self._zero_images = _ZeroImageEmbeddings()
+        self.visual_cache: VisualCache | None = None  # inference only (use_visual_cache); not in the state dict
         self.image_bind.register_load_state_dict_post_hook(self._zero_images.clear)
         self._set_trainability()
         self.image_bind.eval()
@@ -261,22 +264,35 @@ class ImageBindLLM(nn.Module):
             x = x + f2(F.silu(f1(h)) * f3(h))
         return x
 
+    @staticmethod
+    def fuse(weighted_embeddings: Sequence[tuple[torch.Tensor, float]]) -> torch.Tensor:
+        """[B, E]: the embeddings normalised and weighted by weight / (sum of weights), summed (the reference)."""
+        total = sum(weight for _, weight in weighted_embeddings) + MODALITY_WEIGHT_EPS
+        return sum(F.normalize(emb, dim=-1) * (weight / total) for emb, weight in weighted_embeddings)
+
     def visual_tokens(self, weighted_embeddings: Sequence[tuple[torch.Tensor, float]]) -> torch.Tensor:
         """[B, 1, dim] from (ImageBind embedding [B, E], weight) pairs, fused as the reference does."""
-        total = sum(weight for _, weight in weighted_embeddings) + MODALITY_WEIGHT_EPS
-        fused = sum(F.normalize(emb, dim=-1) * (weight / total) for emb, weight in weighted_embeddings)
-        return self.bridge(fused.unsqueeze(1))
+        return self.bridge(self.fuse(weighted_embeddings).unsqueeze(1))
+
+    def use_visual_cache(self, cache: VisualCache | str | Path | None, **settings: Any) -> ImageBindLLM:
+        """Mix inference embeddings with a cache of image embeddings (model/visual_cache.py), or stop (None)."""
+        self.visual_cache = load_visual_cache(cache, **settings) if isinstance(cache, (str, Path)) else cache
+        return self
 
     def forward_visual(self, inputs: Mapping[str, tuple[torch.Tensor, float]]) -> torch.Tensor:
         """[B, 1, dim] from {'Image': [pixels, weight], 'Audio': [x, weight], ...} (the reference's call).
 
-        'Image' and 'Video' go to ImageBind's vision branch; other names are lower-cased.
+        'Image' and 'Video' go to ImageBind's vision branch; other names are lower-cased. With a
+        visual cache (use_visual_cache), the fused embedding is mixed with its nearest cached ones.
         """
         weighted = []
         for name, (value, weight) in inputs.items():
             modality = "vision" if name in ("Image", "Video") else name.lower()
             weighted.append((self.encode(modality, value), weight))
-        return self.visual_tokens(weighted)
+        fused = self.fuse(weighted)
+        if self.visual_cache is not None:
+            fused = self.visual_cache.mix(fused).to(fused.dtype)
+        return self.bridge(fused.unsqueeze(1))
 
     def prefixes(self, visual: torch.Tensor) -> torch.Tensor:
         """[adapter_layers, B, 1, dim]: the visual token plus each adapted layer's prefix_query row."""
