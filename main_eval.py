@@ -23,9 +23,9 @@ from typing import Any, Sequence
 import torch
 
 from engine.run import exit_on_user_error
-from evaluation.benchmarks import Benchmark, BenchmarkFormatError
-from evaluation.caption_metrics import JavaNotFoundError
-from evaluation.eval_config import BenchmarkSpec, EvalConfigError, load_eval_config
+from evaluation.benchmarks import Benchmark
+from evaluation.during_training import EVALUATION_ERRORS
+from evaluation.eval_config import BenchmarkSpec, load_eval_config, read_benchmarks
 from evaluation.predictions import PredictionWriter, read_predictions
 from evaluation.runner import answer_benchmark, share_of
 from evaluation.scoring import score_benchmark
@@ -35,7 +35,7 @@ from util.log import init_logger
 
 logger = logging.getLogger("main_eval")
 
-USER_ERRORS = (EvalConfigError, BenchmarkFormatError, JavaNotFoundError, CheckpointFileError)
+USER_ERRORS = (*EVALUATION_ERRORS, CheckpointFileError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,20 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", default="auto", choices=["auto"],
                         help="predictions already made are kept and skipped (the launchers pass it)")
     return parser
-
-
-def read_benchmarks(specs: Sequence[BenchmarkSpec], limit: int | None) -> list[Benchmark]:
-    benchmarks = []
-    for spec in specs:
-        benchmark = spec.read()
-        if limit is not None:
-            benchmark.samples = benchmark.samples[:limit]
-        for where, reason in benchmark.problems[:5]:
-            logger.warning("%s: left out %s: %s", spec.name, where, reason)
-        if len(benchmark.problems) > 5:
-            logger.warning("%s: %d records left out in all (metrics.json lists them)", spec.name, len(benchmark.problems))
-        benchmarks.append(benchmark)
-    return benchmarks
 
 
 def describe(specs: Sequence[BenchmarkSpec], benchmarks: Sequence[Benchmark], args: argparse.Namespace) -> list[str]:

@@ -9,12 +9,14 @@ published recipe; `--help` lists every flag. The run itself lives in engine/, th
 from data.dataset import PretrainDataset
 from data.training_data import DATA_ERRORS, DataSettings, build_training_data
 from engine.run import TrainingRun, exit_on_user_error, parse_flags
+from evaluation.during_training import EVALUATION_ERRORS, training_evaluator
 
 
 def main(argv: list[str] | None = None) -> None:
     # An error the user can fix (also one in set-up) ends the process with one line and status 1.
-    with exit_on_user_error(DATA_ERRORS), TrainingRun(parse_flags("pretrain", argv), "pretrain") as run:
-        run.train(build_training_data(PretrainDataset, DataSettings(**run.data_settings())))
+    with exit_on_user_error(DATA_ERRORS + EVALUATION_ERRORS), TrainingRun(parse_flags("pretrain", argv), "pretrain") as run:
+        run.train(build_training_data(PretrainDataset, DataSettings(**run.data_settings())),
+                  training_evaluator(run.evaluation_settings()))
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ HARMLESS_ON_RESUME = frozenset({
     "output_dir", "log_dir", "num_workers", "pin_mem", "print_freq", "save_freq", "keep_last",
     "save_interval_steps", "log_step_losses", "resume", "resume_force", "device", "dist_url",
     "world_size", "local_rank", "start_epoch", "val_data_config", "max_bad_fraction", "on_bad_sample",
-    "pad_to_multiple", "compile", "activation_checkpointing", "force_lock", "dry_run",
+    "pad_to_multiple", "compile", "activation_checkpointing", "force_lock", "dry_run", "eval_config",
+    "eval_freq", "eval_limit",
 })
 
 
@@ -105,6 +106,13 @@ def _add_data(parser: argparse.ArgumentParser, phase: str) -> None:
     group.add_argument("--data_config", required=True, type=str, help="YAML data config (META: a list of meta files)")
     group.add_argument("--val_data_config", default=None, type=str,
                        help="YAML data config of held-out data whose loss is logged after every epoch")
+    group.add_argument("--eval_config", default=None, type=str,
+                       help="evaluation YAML (evaluation/eval_config.py): benchmarks answered and scored every "
+                            "--eval_freq epochs, their metrics logged beside the losses (image benchmarks: "
+                            "training keeps only ImageBind's vision branch)")
+    group.add_argument("--eval_freq", default=1, type=int, help="epochs between evaluations (with --eval_config)")
+    group.add_argument("--eval_limit", default=None, type=int,
+                       help="evaluate only the first N samples of each benchmark (default: all)")
     if phase == "pretrain":
         group.add_argument("--split_epoch", type=int, default=1,
                            help="cut each pass over the data into this many epochs (the published recipe uses 50)")
@@ -256,10 +264,12 @@ def _require_at_least(args: argparse.Namespace, names: tuple[str, ...], minimum:
 def check_numbers(args: argparse.Namespace) -> None:
     """Reject flag values that cannot work, naming the flag."""
     _require_at_least(args, ("batch_size", "epochs", "accum_iter", "max_words", "print_freq", "save_freq",
-                             "keep_last", "pad_to_multiple"))
+                             "keep_last", "pad_to_multiple", "eval_freq"))
     _require_at_least(args, ("save_interval_steps", "num_workers", "seed"), minimum=0)
     if getattr(args, "split_epoch", 1) < 1:
         raise SetupError(f"--split_epoch {args.split_epoch} must be at least 1")
+    if args.eval_limit is not None and args.eval_limit < 1:
+        raise SetupError(f"--eval_limit {args.eval_limit} must be at least 1 (or left out: every sample)")
     if not 0 <= args.start_epoch < args.epochs:
         raise SetupError(f"--start_epoch {args.start_epoch} must lie in [0, --epochs {args.epochs})")
     if not 0.0 <= args.max_bad_fraction <= 1.0:
@@ -327,6 +337,8 @@ def derive_settings(args: argparse.Namespace, phase: str, context: DistributedCo
     data_config = existing_file(args.data_config, "--data_config", "the YAML data config")
     if args.val_data_config is not None:
         existing_file(args.val_data_config, "--val_data_config", "the YAML data config of held-out data")
+    if args.eval_config is not None:
+        existing_file(args.eval_config, "--eval_config", "the evaluation YAML")
     precision = check_precision(args.precision or default_precision(context.device), context.device)
     effective_batch_size = args.batch_size * args.accum_iter * context.world_size
     try:

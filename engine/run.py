@@ -33,7 +33,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -64,6 +64,8 @@ STEP_LOSSES_NAME = "step_losses.jsonl"
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 TORCHRUN_WORKER_ENV = "TORCHELASTIC_RUN_ID"  # torchrun sets it in every worker it starts
+# The evaluation during training, as the entry point builds it: (model, context, epoch) -> metrics.
+Evaluator = Callable[[Any, Any, int], dict]
 
 
 def parse_flags(phase: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -170,6 +172,15 @@ class TrainingRun:
         self.optimizer = build_optimizer(named_trainables, settings.lr, args.weight_decay, settings.device)
         self.scaler = grad_scaler(settings.device, settings.precision)
 
+    def evaluation_settings(self) -> dict[str, Any] | None:
+        """What this run asks of an evaluation during training (evaluation/during_training.py's
+        EvaluationSettings keyword arguments), or None without --eval_config."""
+        args = self.args
+        if args.eval_config is None:
+            return None
+        return dict(config_path=Path(args.eval_config), output_dir=self.settings.output_dir,
+                    batch_size=args.batch_size, limit=args.eval_limit)
+
     def data_settings(self) -> dict[str, Any]:
         """What this run needs of its data: the keyword arguments of data/training_data.py's
         DataSettings (the tokenizer is that of the LLaMA folder the model is built from)."""
@@ -186,9 +197,11 @@ class TrainingRun:
 
     # -- training ----------------------------------------------------------------------------------
 
-    def train(self, data: DataParts) -> None:
+    def train(self, data: DataParts, evaluator: Evaluator | None = None) -> None:
         """Train every epoch left; returns when done or stopped by a signal (checkpoint saved).
-        A dry run prints its plan instead (`data` is then data/'s preview)."""
+        A dry run prints its plan instead (`data` is then data/'s preview). `evaluator(model,
+        context, epoch)`, when given, runs every --eval_freq epochs; its metrics are logged."""
+        self.evaluator = evaluator
         args, settings, context = self.args, self.settings, self.context
         if args.dry_run:
             for line in describe_plan(args, settings, self.inputs, self.imagebind_tensors, data):
@@ -299,9 +312,12 @@ class TrainingRun:
             record["bad_rows_dropped_at_load"] = self.data.dropped_at_load
         if self.data.val_dataset is not None:
             record["val_loss"] = self._validation_loss()
+        if self.evaluator is not None and number % args.eval_freq == 0:
+            record.update(self.evaluator(self.model, self.context, number))
         if self.context.is_main:
             append_json_line(self.settings.output_dir / LOG_NAME, record)
-            self.writer.add_scalars({key: value for key, value in record.items() if key.startswith(("train_", "val_"))},
+            self.writer.add_scalars({key: value for key, value in record.items()
+                                     if key.startswith(("train_", "val_", "eval_"))},
                                     position.global_step, prefix="epoch/")
             self.writer.flush()
         logger.info("epoch %d of %d: %s", number, args.epochs, record)

@@ -24,9 +24,10 @@ missing one) is an EvalConfigError naming the YAML file and line.
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -38,6 +39,8 @@ READERS: dict[str, Callable[..., benchmarks.Benchmark]] = {
     "textvqa": benchmarks.read_textvqa, "scienceqa": benchmarks.read_scienceqa,
     "pope": benchmarks.read_pope, "mme": benchmarks.read_mme,
 }
+logger = logging.getLogger(__name__)
+
 OWN_KEYS = ("format", "name", "prompt", "max_gen_len")
 DEFAULT_PROMPT = "{question}"
 
@@ -113,3 +116,18 @@ def load_eval_config(path: str | Path) -> list[BenchmarkSpec]:
     if duplicated:
         raise EvalConfigError(f"{path}: benchmark names {duplicated} appear twice; give each a distinct name")
     return specs
+
+
+def read_benchmarks(specs: Sequence[BenchmarkSpec], limit: int | None = None) -> list[benchmarks.Benchmark]:
+    """Each spec's benchmark (the first `limit` samples when given); records left out are logged."""
+    read = []
+    for spec in specs:
+        benchmark = spec.read()
+        if limit is not None:
+            benchmark.samples = benchmark.samples[:limit]
+        for where, reason in benchmark.problems[:5]:
+            logger.warning("%s: left out %s: %s", spec.name, where, reason)
+        if len(benchmark.problems) > 5:
+            logger.warning("%s: %d records left out in all (metrics.json lists them)", spec.name, len(benchmark.problems))
+        read.append(benchmark)
+    return read

@@ -330,3 +330,24 @@ def test_a_bad_sample_under_on_bad_sample_error_is_reported_in_one_line(assets, 
     error_lines = [line for line in output.splitlines() if "BadSampleError" in line]
     assert len(error_lines) == 1
     assert f"{table} row 1 (0-based, header not counted): missing_image" in error_lines[0]
+
+
+# -- evaluation during training -----------------------------------------------------------------------
+
+def test_benchmarks_are_evaluated_every_eval_freq_epochs_and_logged_beside_the_losses(assets, tmp_path):
+    pictures = assets.held_out_pictures[:3]
+    questions = [{"question_id": n, "image": picture.path.name, "text": f"Is the shape {colour}?",
+                  "label": "yes" if picture.colour == colour else "no"}
+                 for n, (picture, colour) in enumerate((p, c) for p in pictures for c in ("red", "blue"))]
+    (tmp_path / "pope.jsonl").write_text("\n".join(json.dumps(q) for q in questions) + "\n")
+    (tmp_path / "eval.yaml").write_text(
+        f"BENCHMARKS:\n  - name: held_out\n    format: pope\n    question_file: {tmp_path / 'pope.jsonl'}\n"
+        f"    image_dir: {pictures[0].path.parent}\n    max_gen_len: 3\n")
+    output_dir = tmp_path / "run"
+    ok(run("main_pretrain.py", pretrain_flags(assets, output_dir, "--epochs", "2", "--eval_config",
+                                              str(tmp_path / "eval.yaml"), "--eval_freq", "2", "--eval_limit", "4")))
+    first, second = epoch_records(output_dir)
+    assert not any(key.startswith("eval_") for key in first)  # --eval_freq 2: only after epoch 2
+    metrics = json.loads((output_dir / "eval" / "epoch-2" / "metrics.json").read_text())["held_out"]
+    assert metrics["scored"] == 4 and second["eval_held_out_accuracy"] == metrics["metrics"]["accuracy"]
+    assert {"eval_held_out_precision", "eval_held_out_f1"} <= second.keys()
