@@ -44,6 +44,9 @@ def as_input(x: torch.Tensor) -> torch.Tensor:
 def test_keyword_hyper_parameters_equal_the_public_ones(reference):
     ours = {name: p.default for name, p in inspect.signature(ImageBindModel).parameters.items()}
     ours["kernel_size"] = tuple(ours["kernel_size"])
+    # The 3D branch's switch and sizes are this project's (the published 3D variant always builds it).
+    point = {name: ours.pop(name) for name in [name for name in ours if name.startswith("point_")]}
+    assert point == {"point_branch": False, "point_embed_dim": 384, "point_num_blocks": 12, "point_num_heads": 6}
     assert ours == reference["public_defaults"]
 
 

@@ -19,6 +19,7 @@ from data.point_clouds import load_point_cloud
 from exps.modality_examples import write_points
 from model.adapter import ImageBindLLM
 from model.imagebind.model import ImageBindModel, ModalityType
+from model.files.summary import IMAGEBIND, flat_layout
 from model.imagebind.points import farthest_point_indices
 from support import REPO_ROOT
 from support.tiny_models import TINY_IMAGEBIND, random_images, randomise_llama_and_adapter_, tiny_llama_args
@@ -143,3 +144,9 @@ def test_generation_from_a_point_cloud_alone_and_beside_a_picture(tokenizer, tmp
                                     (model.encode("vision", together["Image"][0]), 1)])
     torch.testing.assert_close(visual, expected)
     assert model.generate_ids(together, prompt, max_gen_len=4, temperature=0.0)[0]
+
+
+def test_a_3d_imagebind_file_is_known_as_imagebind_weights():
+    with torch.device("meta"):
+        with_points = ImageBindModel(**TINY_IMAGEBIND, point_branch=True).state_dict()
+    assert flat_layout(with_points) == IMAGEBIND  # the dry run and `inspect` accept imagebind_w3D.pth

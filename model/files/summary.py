@@ -35,7 +35,9 @@ POSITION_KEYS = ("epoch", "step_in_epoch", "global_step")
 _ADAPTER_TOP_MODULES = set(BRIDGE_MODULES) | {PREFIX_MODULE}
 _META_TOP_MODULES = {"tok_embeddings", "layers", "norm", "output", "rope"}
 _HF_TOP_PREFIXES = ("model.", "lm_head.")
-_IMAGEBIND_TOP_MODULES = {"modality_preprocessors", "modality_trunks", "modality_heads", "modality_postprocessors"}
+# point_trunk: the 3D branch of imagebind_w3D.pth (model/imagebind/points.py)
+_IMAGEBIND_TOP_MODULES = {"modality_preprocessors", "modality_trunks", "modality_heads", "modality_postprocessors",
+                          "point_trunk"}
 
 
 @dataclass
