@@ -8,7 +8,8 @@ writes it to OUTPUT_DIR/summary.txt and, as numbers, OUTPUT_DIR/summary.json:
 - the loss of the first and the last epoch of each phase (pre-training's also on held-out pictures);
 - captions generated for the held-out pictures next to their truth, and the fraction exactly right,
   before pre-training (the frozen base alone: gates at zero, so every picture gets the same
-  caption), after it, and by pure chance (one caption of colours x shapes);
+  caption), after it, and by pure chance (one caption of colours x shapes); and their CIDEr, as
+  evaluation/ scores captions (pycocoevalcap; needs Java, left out without it);
 - the questions the instruction data asks about a picture, asked about the held-out pictures before
   fine-tuning (the pre-trained model) and after it, and the text-only instructions.
 
@@ -35,6 +36,7 @@ from engine.flags import read_imagebind_config
 from engine.run import LOG_NAME
 from exps.tiny_assets import (COLOUR_QUESTION, COLOURS, SHAPE_QUESTION, SHAPES, Picture, TinyAssets, alpaca_records,
                                read_tiny_assets)
+from evaluation.caption_metrics import JavaNotFoundError, caption_scores, require_java
 from model.tokenizer import CAPTION_INSTRUCTION, format_prompt
 from model.files.build import build_from_files
 from util.checkpoint import LAST_CHECKPOINT_NAME
@@ -142,7 +144,23 @@ def caption_evidence(assets: TinyAssets, pixels: torch.Tensor, output_dir: Path)
     models = {"before": untrained_model(assets), "after": load_checkpoint(assets, output_dir / PRETRAIN / LAST_CHECKPOINT_NAME)}
     answers = {when: ask_about_pictures(llm, assets.held_out_pictures, pixels, CAPTION_INSTRUCTION, truth)
                for when, llm in models.items()}
-    return compare(answers, chance=1 / (len(COLOURS) * len(SHAPES)))
+    evidence = compare(answers, chance=1 / (len(COLOURS) * len(SHAPES)))
+    evidence.update(cider_evidence(answers, truth))
+    return evidence
+
+
+def cider_evidence(answers: dict[str, Answers], truth: list[str]) -> dict:
+    """CIDEr of each model's captions against the truth, as evaluation/ computes it (pycocoevalcap;
+    None where Java is missing: the demo runs without it)."""
+    try:
+        require_java()
+    except JavaNotFoundError as missing:
+        logger.warning("no CIDEr in the report: %s", missing)
+        return {f"cider_{when}": None for when in answers}
+    references = {str(index): [caption] for index, caption in enumerate(truth)}
+    return {f"cider_{when}": caption_scores({str(i): [text.strip()] for i, text in enumerate(said.generated)},
+                                            references)["CIDEr"]
+            for when, said in answers.items()}
 
 
 def instruction_evidence(assets: TinyAssets, pixels: torch.Tensor, output_dir: Path) -> dict[str, dict]:
@@ -197,7 +215,13 @@ def _caption_lines(captions: dict) -> list[str]:
         f"  before it (the frozen base alone):    {_right(captions, 'before')}: "
         f"{said_most!r} for {count} of {len(pictures)} pictures",
         f"  chance (one of {round(1 / captions['chance'])} captions):          {captions['chance']:.0%}",
+        f"  CIDEr after pre-training:             {_cider(captions, 'after')} (before it: {_cider(captions, 'before')})",
     ]
+
+
+def _cider(captions: dict, when: str) -> str:
+    value = captions.get(f"cider_{when}")
+    return "needs Java" if value is None else f"{value:.3f}"
 
 
 def _instruction_lines(instructions: dict) -> list[str]:

@@ -88,6 +88,7 @@ def test_pretraining_learned_to_caption_held_out_pictures(demo):
     assert len(set(captions["generated_before"])) == 1  # gates at zero: the frozen base ignores the picture
     assert captions["fraction_before"] <= captions["chance"]
     assert captions["fraction_after"] >= CAPTIONS_RIGHT_AT_LEAST
+    assert captions["cider_after"] >= 2 * captions["cider_before"]  # pycocoevalcap's CIDEr (evaluation/)
     losses = evidence["pretrain_loss"]
     for key in ("train_loss", "val_loss"):
         assert losses["last_epoch"][key] < losses["first_epoch"][key] / 2, key
