@@ -26,8 +26,8 @@ from engine.run import exit_on_user_error
 from evaluation.benchmarks import Benchmark
 from evaluation.during_training import EVALUATION_ERRORS
 from evaluation.eval_config import BenchmarkSpec, load_eval_config, read_benchmarks
-from evaluation.predictions import PredictionWriter, read_predictions
-from evaluation.runner import answer_benchmark, share_of
+from evaluation.predictions import read_predictions
+from evaluation.runner import answer_benchmarks
 from evaluation.scoring import score_benchmark
 from model.files.adapter_checkpoint import CheckpointFileError
 from util.distributed import barrier, init_distributed, shutdown_distributed
@@ -116,14 +116,7 @@ def evaluate(args: argparse.Namespace) -> None:
         def generate(inputs, prompts, max_gen_len):
             return llm.generate(inputs, prompts, max_gen_len=max_gen_len, temperature=0.0)
 
-        for spec, benchmark in zip(specs, benchmarks):
-            done = set(read_predictions(predictions, spec.name)) if predictions.is_dir() else set()
-            todo = share_of(benchmark.samples, context.rank, context.world_size, done)
-            logger.info("%s: %d samples, %d answered before, %d for this process", spec.name,
-                        len(benchmark.samples), len(done), len(todo))
-            with PredictionWriter(predictions, spec.name, context.rank) as writer:
-                answer_benchmark(generate, spec, benchmark, writer, todo, args.batch_size, args.max_gen_len,
-                                 context.device)
+        answer_benchmarks(generate, specs, benchmarks, predictions, context, args.batch_size, args.max_gen_len)
         barrier(context)
         if context.is_main:
             write_results(output_dir, specs, benchmarks, args)

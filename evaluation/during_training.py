@@ -22,8 +22,8 @@ from typing import Any
 from evaluation.benchmarks import BenchmarkFormatError
 from evaluation.caption_metrics import JavaNotFoundError
 from evaluation.eval_config import EvalConfigError, load_eval_config, read_benchmarks
-from evaluation.predictions import PredictionWriter, read_predictions
-from evaluation.runner import answer_benchmark, share_of
+from evaluation.predictions import read_predictions
+from evaluation.runner import answer_benchmarks
 from evaluation.scoring import score_benchmark
 from util.distributed import DistributedContext, barrier
 
@@ -56,15 +56,10 @@ class TrainingEvaluator:
         was_training = model.training
         model.eval()
         try:
-            for spec, benchmark in zip(self.specs, self.benchmarks):
-                predictions = folder / "predictions"
-                done = set(read_predictions(predictions, spec.name)) if predictions.is_dir() else set()
-                with PredictionWriter(predictions, spec.name, context.rank) as writer:
-                    answer_benchmark(
-                        lambda inputs, prompts, length: model.generate(inputs, prompts, max_gen_len=length,
-                                                                       temperature=0.0),
-                        spec, benchmark, writer, share_of(benchmark.samples, context.rank, context.world_size, done),
-                        self.settings.batch_size, self.settings.max_gen_len, context.device)
+            answer_benchmarks(
+                lambda inputs, prompts, length: model.generate(inputs, prompts, max_gen_len=length, temperature=0.0),
+                self.specs, self.benchmarks, folder / "predictions", context, self.settings.batch_size,
+                self.settings.max_gen_len)
         finally:
             model.train(was_training)
         barrier(context)

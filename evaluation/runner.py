@@ -14,13 +14,14 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from data.bad_samples import BadInput
 from data.modality_inputs import read_inputs
 from evaluation.benchmarks import Benchmark, EvalSample
 from evaluation.eval_config import BenchmarkSpec
-from evaluation.predictions import PredictionWriter
+from evaluation.predictions import PredictionWriter, read_predictions
 from model.tokenizer import format_prompt
 
 logger = logging.getLogger(__name__)
@@ -74,3 +75,17 @@ def answer_benchmark(generate: Callable[[Any, list[str], int], list[str]], spec:
         logger.info("%s: %d/%d answered (%.2f/s), about %.0f s left", benchmark.name, answered, len(todo), rate,
                     (len(todo) - answered) / rate if rate else 0)
     return answered
+
+
+def answer_benchmarks(generate: Callable[[Any, list[str], int], list[str]], specs: Sequence[BenchmarkSpec],
+                      benchmarks: Sequence[Benchmark], folder: Path, context: Any, batch_size: int,
+                      max_gen_len: int) -> None:
+    """This process's share of every benchmark, into `folder`, skipping what it holds already
+    (main_eval.py, and the evaluation during training). `context`: rank, world_size, device."""
+    for spec, benchmark in zip(specs, benchmarks):
+        done = set(read_predictions(folder, spec.name)) if folder.is_dir() else set()
+        todo = share_of(benchmark.samples, context.rank, context.world_size, done)
+        logger.info("%s: %d samples, %d answered before, %d for this process", spec.name,
+                    len(benchmark.samples), len(done), len(todo))
+        with PredictionWriter(folder, spec.name, context.rank) as writer:
+            answer_benchmark(generate, spec, benchmark, writer, todo, batch_size, max_gen_len, context.device)
