@@ -12,12 +12,11 @@ cheap length estimates for length-grouped batching.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,14 @@ from data.packed_strings import PackedStrings, PackedStringsBuilder
 from data.prompt_tokens import tokenize_exchanges
 from data.records import Exchange, caption_exchange, record_exchanges, record_image, record_text_bytes
 from data.sample import Sample, blank_image
+from data.train_crop import TrainCrop
 from model.tokenizer import CAPTION_INSTRUCTION, Tokenizer, format_prompt
 
 logger = logging.getLogger(__name__)
 
-Transform = Callable[[Image.Image], torch.Tensor]
+# What turns an image into a tensor: a deterministic PIL transform (eval_transform), or the random
+# training crop, which reads the file itself and draws its box from the sample's generator.
+Transform = Callable[[Image.Image], torch.Tensor] | TrainCrop
 
 
 class _MetaFileDataset(Dataset, ABC):
@@ -96,11 +98,11 @@ class _MetaFileDataset(Dataset, ABC):
 
     def __getitem__(self, index: int) -> Sample | BadSample:
         source_id, item = self._locate(index)
-        with self._randomness(index) as rng:
-            try:
-                return self._sample(self.config.sources[source_id], self._sources[source_id], item, rng)
-            except BadInput as bad:
-                return self.policy.handle(bad, where=self.where(index))
+        rng, generator = self._randomness(index)
+        try:
+            return self._sample(self.config.sources[source_id], self._sources[source_id], item, rng, generator)
+        except BadInput as bad:
+            return self.policy.handle(bad, where=self.where(index))
 
     def where(self, index: int) -> str:
         """Which meta file and entry sample `index` comes from, for messages."""
@@ -133,22 +135,25 @@ class _MetaFileDataset(Dataset, ABC):
         source_id = int(np.searchsorted(self._starts, index, side="right")) - 1
         return source_id, index - int(self._starts[source_id])
 
-    @contextlib.contextmanager
-    def _randomness(self, index: int) -> Iterator[random.Random | None]:
-        """Seeds torch's CPU generator (which torchvision's random transforms draw from) and yields a
-        Python generator for this sample, both from (seed, epoch, index); the process's own torch
-        generator is restored afterwards. Yields None (the process's generators) before set_epoch."""
+    def _randomness(self, index: int) -> tuple[random.Random | None, torch.Generator | None]:
+        """This sample's generators, a Python one (captions) and a torch one (the crop), both seeded
+        from (seed, epoch, index) and handed down explicitly: nothing global is seeded, which
+        torch.manual_seed would do at a cost of ~5% of a sample. (None, None) before set_epoch:
+        the process's generators."""
         if self.epoch is None:
-            yield None
-            return
+            return None, None
         sample_seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed)
-            yield random.Random(sample_seed)
+        return random.Random(sample_seed), torch.Generator().manual_seed(sample_seed)
 
-    def _make_sample(self, exchanges: list[Exchange], image_path: Path | None) -> Sample:
+    def _make_sample(self, exchanges: list[Exchange], image_path: Path | None,
+                     generator: torch.Generator | None) -> Sample:
         tokens, labels = tokenize_exchanges(self.tokenizer, exchanges, self.max_words)
-        image = blank_image() if image_path is None else load_image(image_path, self.transform)
+        if image_path is None:
+            image = blank_image()
+        elif isinstance(self.transform, TrainCrop):
+            image = self.transform.read(image_path, generator)
+        else:
+            image = load_image(image_path, self.transform)
         return Sample(tokens=tokens, labels=labels, image=image, has_image=image_path is not None)
 
     # Each dataset defines how it reads one meta file and makes one sample of it.
@@ -157,9 +162,11 @@ class _MetaFileDataset(Dataset, ABC):
         """Index one meta file: anything with a len() that _sample and _text_bytes understand."""
 
     @abstractmethod
-    def _sample(self, source: MetaSource, items: Any, item: int, rng: random.Random | None) -> Sample:
+    def _sample(self, source: MetaSource, items: Any, item: int, rng: random.Random | None,
+                generator: torch.Generator | None) -> Sample:
         """Sample `item` of one meta file, drawing any random choice from `rng` (None: the module
-        `random`); raises BadInput when it is bad."""
+        `random`) and the image's crop from `generator` (None: torch's global one); raises
+        BadInput when it is bad."""
 
     @abstractmethod
     def _text_bytes(self, source: MetaSource, items: Any) -> np.ndarray:
@@ -184,9 +191,10 @@ class PretrainDataset(_MetaFileDataset):
             self.load_skipped[MALFORMED_ROW] = self.load_skipped.get(MALFORMED_ROW, 0) + len(table.malformed_lines)
         return table
 
-    def _sample(self, source: MetaSource, table: CaptionTable, row: int, rng: random.Random | None) -> Sample:
+    def _sample(self, source: MetaSource, table: CaptionTable, row: int, rng: random.Random | None,
+                generator: torch.Generator | None) -> Sample:
         exchange = caption_exchange(table.captions[row], rng)
-        return self._make_sample([exchange], resolve_image_path(table.urls[row], source.image_root))
+        return self._make_sample([exchange], resolve_image_path(table.urls[row], source.image_root), generator)
 
     def _text_bytes(self, source: MetaSource, table: CaptionTable) -> np.ndarray:
         return table.captions.byte_lengths() + len(format_prompt(CAPTION_INSTRUCTION))
@@ -210,12 +218,13 @@ class FinetuneDataset(_MetaFileDataset):
         text_bytes = np.array([record_text_bytes(record, source.turns) for record in records], dtype=np.int64)
         return RecordList(packed.build(), text_bytes)
 
-    def _sample(self, source: MetaSource, records: RecordList, index: int, rng: random.Random | None) -> Sample:
+    def _sample(self, source: MetaSource, records: RecordList, index: int, rng: random.Random | None,
+                generator: torch.Generator | None) -> Sample:
         record = json.loads(records.json[index])
         exchanges = record_exchanges(record, source.turns, source.keep_image_token)
         image = record_image(record)
         image_path = None if image is None else resolve_image_path(image, source.image_root)
-        return self._make_sample(exchanges, image_path)
+        return self._make_sample(exchanges, image_path, generator)
 
     def _text_bytes(self, source: MetaSource, records: RecordList) -> np.ndarray:
         return records.text_bytes

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -19,13 +20,21 @@ def resolve_image_path(name: str, image_root: Path) -> Path:
     return path if path.is_absolute() else image_root / path
 
 
-def load_image(path: Path, transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
-    """The transformed RGB image at `path`."""
+@contextlib.contextmanager
+def opened_image(path: Path) -> Iterator[Image.Image]:
+    """The image file at `path`, opened (not yet decoded) and closed afterwards. A missing file,
+    or an error while the body decodes it, raises BadInput: keep only the decoding in the body."""
     try:
         with Image.open(path) as image:
-            rgb = image.convert("RGB")  # decodes the whole file: truncated data fails here
+            yield image
     except FileNotFoundError as error:
         raise BadInput(MISSING_IMAGE, f"{path} does not exist") from error
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
         raise BadInput(UNREADABLE_IMAGE, f"{path}: {type(error).__name__}: {error}") from error
+
+
+def load_image(path: Path, transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
+    """The transformed RGB image at `path`."""
+    with opened_image(path) as image:
+        rgb = image.convert("RGB")  # decodes the whole file: truncated data fails here
     return transform(rgb)

@@ -1,4 +1,8 @@
-"""Image transforms: PIL image -> FloatTensor[3, 224, 224] normalised as CLIP (and ImageBind) expect."""
+"""Image transforms: an image -> FloatTensor[3, 224, 224] normalised as CLIP (and ImageBind) expect.
+
+eval_transform is ImageBind's own preprocessing, exactly; train_transform is the published random
+crop, read fast from the file (data/train_crop.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from model.tokenizer import IMAGE_SIZE
 
 if TYPE_CHECKING:
     from torchvision import transforms
+
+    from data.train_crop import TrainCrop
 
 # CLIP's statistics, which ImageBind's vision encoder was trained with.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -19,21 +25,12 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # data but transforms none, should not pay.
 
 
-def train_transform() -> transforms.Compose:
-    """The published training transform: a mild random crop (90-100% of the area), bicubic."""
-    from torchvision import transforms
-    from torchvision.transforms import InterpolationMode
+def train_transform() -> TrainCrop:
+    """The training crop: the published RandomResizedCrop (90-100% of the area, ratio 0.75-1.3333,
+    bicubic) drawn from a generator passed in, with the fast decode of data/train_crop.py."""
+    from data.train_crop import TrainCrop
 
-    return transforms.Compose([
-        transforms.RandomResizedCrop(
-            size=(IMAGE_SIZE, IMAGE_SIZE),
-            scale=(0.9, 1.0),
-            ratio=(0.75, 1.3333),  # the published value, not exactly 4/3
-            interpolation=InterpolationMode.BICUBIC,
-        ),
-        transforms.ToTensor(),
-        transforms.Normalize(mean=CLIP_MEAN, std=CLIP_STD),
-    ])
+    return TrainCrop()
 
 
 def eval_transform() -> transforms.Compose:
