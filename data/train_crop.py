@@ -21,6 +21,7 @@ ignored, as `Image.open(...).convert("RGB")` ignores it.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,12 +84,10 @@ class TrainCrop:
         """torchvision's RandomResizedCrop.get_params, drawing from `generator`: for the same
         generator state, the same box (tests/test_data_train_crop.py compares them)."""
         area = height * width
-        log_ratio = torch.log(torch.tensor(self.ratio))  # float32, as torchvision computes it
+        log_low, log_high = _log_ratio(self.ratio)
         for _ in range(10):
             target_area = area * torch.empty(1).uniform_(self.scale[0], self.scale[1], generator=generator).item()
-            aspect_ratio = torch.exp(
-                torch.empty(1).uniform_(log_ratio[0].item(), log_ratio[1].item(), generator=generator)
-            ).item()
+            aspect_ratio = torch.exp(torch.empty(1).uniform_(log_low, log_high, generator=generator)).item()
             w = int(round(math.sqrt(target_area * aspect_ratio)))
             h = int(round(math.sqrt(target_area / aspect_ratio)))
             if 0 < w <= width and 0 < h <= height:
@@ -124,6 +123,14 @@ class TrainCrop:
         resized = F.interpolate(crop, size=(self.size, self.size), mode="bicubic", antialias=True,
                                 align_corners=False)
         return resized[0].to(torch.float32, memory_format=torch.contiguous_format).mul_(_SCALE).sub_(_SHIFT)
+
+
+@functools.cache
+def _log_ratio(ratio: tuple[float, float]) -> tuple[float, float]:
+    """log of the ratio bounds in float32, as torchvision computes them (the same draws need the
+    same bounds)."""
+    low, high = torch.log(torch.tensor(ratio)).tolist()
+    return low, high
 
 
 def _decode_rgb(image: Image.Image, reduction: int) -> tuple[torch.Tensor, int]:
