@@ -8,5 +8,6 @@
     run_matrix.sh    issue 6's measurements on one GPU, most important first
     startup.py       time to the first step through the launchers, as the demo starts each phase
     modality_readers.py  files per second of the sound, video and text readers on one core
+    loader.py        training samples per second per core on generated JPEGs, the published loader alongside
     RESULTS.md       measured figures, with date, card and torch version; runs.jsonl their JSON lines
 """

@@ -6,7 +6,8 @@
     records.py        fine-tuning records (Alpaca, LLaVA conversations) into prompt/answer exchanges
     dataset.py        PretrainDataset, FinetuneDataset: a sample from an index, bad ones reported
     prompt_tokens.py  exchanges -> tokens and labels (loss on answers only, as published)
-    images.py, transforms.py   reading images; the training crop and ImageBind's eval transform
+    images.py, transforms.py   reading images; ImageBind's eval transform, the training crop's maker
+    train_crop.py     the training image: the published random crop, decoded at the scale it needs
     collate.py        samples -> a padded batch, bad samples dropped and counted
     sampler.py        the batch sampler: ratio mixing, permutation, sub-epochs, length grouping,
                       rank sharding, mid-epoch resume
