@@ -23,7 +23,7 @@ def resolve_image_path(name: str, image_root: Path) -> Path:
 @contextlib.contextmanager
 def opened_image(path: Path) -> Iterator[Image.Image]:
     """The image file at `path`, opened (not yet decoded) and closed afterwards. A missing file,
-    or an error while the body decodes it, raises BadInput: keep only the decoding in the body."""
+    or an error while the body reads it, raises BadInput: keep the body to reading the image."""
     try:
         with Image.open(path) as image:
             yield image

@@ -13,8 +13,8 @@ algorithm, from a generator passed in), then
    224 x 224 with torch's antialiased bicubic on uint8 (PIL's filter, a = -0.5, 4-5x faster);
 3. normalises with CLIP's mean and std in one multiply-subtract.
 
-The pixels differ from the published transform's by a few 0-255 steps (README, "Pre-training and
-fine-tuning" says how much and why that does not matter); `eval_transform` is not touched.
+The pixels differ from the published transform's by a few 0-255 steps (README, "Speed and
+memory" says how much and why that does not matter); `eval_transform` is not touched.
 Images are converted to RGB as before (greyscale, palette, CMYK, alpha) and EXIF orientation is
 ignored, as `Image.open(...).convert("RGB")` ignores it.
 """
