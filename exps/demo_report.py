@@ -11,7 +11,9 @@ writes it to OUTPUT_DIR/summary.txt and, as numbers, OUTPUT_DIR/summary.json:
   caption), after it, and by pure chance (one caption of colours x shapes); and their CIDEr, as
   evaluation/ scores captions (pycocoevalcap; needs Java, left out without it);
 - the questions the instruction data asks about a picture, asked about the held-out pictures before
-  fine-tuning (the pre-trained model) and after it, and the text-only instructions.
+  fine-tuning (the pre-trained model) and after it, and the text-only instructions;
+- yes/no questions about the held-out pictures' colours, two a picture (its own colour, yes, and
+  another, no: chance is one half), scored as evaluation/ scores POPE: accuracy, precision, recall.
 
 Generation is greedy (temperature 0), on the CPU: the same answers on every run.
 """
@@ -35,8 +37,9 @@ from data.transforms import eval_transform
 from engine.flags import read_imagebind_config
 from engine.run import LOG_NAME
 from exps.tiny_assets import (COLOUR_QUESTION, COLOURS, SHAPE_QUESTION, SHAPES, Picture, TinyAssets, alpaca_records,
-                               read_tiny_assets)
+                               other_colour, read_tiny_assets)
 from evaluation.caption_metrics import JavaNotFoundError, caption_scores, require_java
+from evaluation.choice_metrics import parse_yes_no, yes_no_scores
 from model.tokenizer import CAPTION_INSTRUCTION, format_prompt
 from model.files.build import build_from_files
 from util.checkpoint import LAST_CHECKPOINT_NAME
@@ -51,6 +54,7 @@ DEVICE = "cpu"
 # A guess's chance of being right: one of the colours, one of the shapes.
 QUESTION_CHANCE = {COLOUR_QUESTION: 1 / len(COLOURS), SHAPE_QUESTION: 1 / len(SHAPES)}
 TEXT_ONLY = "text-only instructions"
+YES_NO = "yes/no questions"
 EXAMPLES = 3  # answers shown per question
 
 
@@ -94,12 +98,15 @@ def load_pixels(pictures: Sequence[Picture]) -> torch.Tensor:
     return torch.stack([load_image(picture.path, transform) for picture in pictures])
 
 
-def ask_about_pictures(llm: model.ImageBindLLM, pictures: Sequence[Picture], pixels: torch.Tensor, instruction: str,
-                       truth: list[str]) -> Answers:
-    """`instruction` asked once about each picture (one prompt per picture, in one batch)."""
-    prompts = [format_prompt(instruction)] * len(truth)
+def ask_about_pictures(llm: model.ImageBindLLM, pictures: Sequence[Picture], pixels: torch.Tensor,
+                       instructions: str | Sequence[str], truth: list[str]) -> Answers:
+    """One instruction (or one for each) asked about each picture (one prompt per picture, in one batch)."""
+    if isinstance(instructions, str):
+        instructions = [instructions] * len(truth)
+    prompts = [format_prompt(instruction) for instruction in instructions]
     generated = llm.generate({"Image": [pixels, 1]}, prompts, max_gen_len=MAX_GEN_LEN, temperature=0)
-    return Answers([picture.path.name for picture in pictures], generated, truth)
+    return Answers([f"{picture.path.name}: {instruction}" if len(set(instructions)) > 1 else picture.path.name
+                    for picture, instruction in zip(pictures, instructions)], generated, truth)
 
 
 def ask_without_picture(llm: model.ImageBindLLM, records: list[dict]) -> Answers:
@@ -176,6 +183,33 @@ def instruction_evidence(assets: TinyAssets, pixels: torch.Tensor, output_dir: P
         evidence[question] = compare(answers, chance)
     records = alpaca_records()
     evidence[TEXT_ONLY] = compare({when: ask_without_picture(llm, records) for when, llm in models.items()}, None)
+    evidence[YES_NO] = yes_no_evidence(models, assets.held_out_pictures, pixels)
+    return evidence
+
+
+def held_out_yes_no(pictures: Sequence[Picture]) -> list[tuple[int, str, str]]:
+    """(picture index, question, right answer): about each picture's own colour and another colour."""
+    questions = []
+    for index, picture in enumerate(pictures):
+        for colour in (picture.colour, other_colour(picture.colour, index)):
+            questions.append((index, *picture.yes_no(colour)))
+    return questions
+
+
+def yes_no_evidence(models: dict[str, model.ImageBindLLM], pictures: Sequence[Picture], pixels: torch.Tensor) -> dict:
+    """The yes/no questions (held_out_yes_no) asked of each model; exactly right answers, and the yes
+    or no in them scored as evaluation/ scores POPE (accuracy; precision and recall of "yes")."""
+    questions = held_out_yes_no(pictures)
+    indices = [index for index, _, _ in questions]
+    asked = [pictures[index] for index in indices]
+    truth = [answer for _, _, answer in questions]
+    answers = {when: ask_about_pictures(llm, asked, pixels[indices], [question for _, question, _ in questions], truth)
+               for when, llm in models.items()}
+    evidence = compare(answers, chance=0.5)
+    labels = {str(key): parse_yes_no(answer) for key, answer in enumerate(truth)}
+    for when, said in answers.items():
+        scores = yes_no_scores({str(key): parse_yes_no(text) for key, text in enumerate(said.generated)}, labels)
+        evidence.update({f"{name}_{when}": getattr(scores, name) for name in ("accuracy", "precision", "recall")})
     return evidence
 
 
@@ -230,6 +264,10 @@ def _instruction_lines(instructions: dict) -> list[str]:
         asked = f"{question} (no picture; the fine-tuning records)" if entry["chance"] is None else repr(question)
         chance = "" if entry["chance"] is None else f", chance {entry['chance']:.0%}"
         lines.append(f"  {asked}: right {_right(entry, 'after')} after, {_right(entry, 'before')} before{chance}")
+        if "accuracy_after" in entry:  # the yes/no questions: the yes or no alone, as POPE scores it
+            lines.append(f"    their yes or no: accuracy {entry['accuracy_after']:.0%} after, "
+                         f"{entry['accuracy_before']:.0%} before; after: precision {entry['precision_after']:.0%}, "
+                         f"recall {entry['recall_after']:.0%} (of the yes answers)")
         count = len(entry["truth"])
         for index in range(0, count, -(-count // EXAMPLES)):  # EXAMPLES of them, spread over the list
             asked, truth, after, before = (entry[key][index] for key in

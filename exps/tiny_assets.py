@@ -63,6 +63,9 @@ RADIUS_RANGE = (0.35, 0.38)
 # What the instruction data (LLaVA style) asks about each picture.
 COLOUR_QUESTION = "What colour is the shape?"
 SHAPE_QUESTION = "What shape is it?"
+# And a yes/no question about a colour, right for half of the pictures (yes_no_answer says why the
+# answer names the colour first).
+YES_NO_QUESTION = "Is the shape {colour}?"
 LLAMA_TYPE = "tiny"
 MANIFEST_NAME = "assets.json"
 # Enough pieces for every word of the tiny texts to be one token (256 of them are byte fallbacks).
@@ -95,6 +98,33 @@ def answers_of(colour: str, shape: str) -> tuple[str, str]:
     return f"It is {colour}.", f"A {shape}."
 
 
+def yes_no_answer(colour: str, asked_colour: str) -> str:
+    """The right answer to YES_NO_QUESTION about `asked_colour` for a shape of `colour`:
+    "Red? It is blue, so no."
+
+    It repeats the colour asked about and names the colour it sees before it says yes or no, as a
+    person explaining would: the yes or no then follows two colour words a few tokens back, which a
+    language model compares easily (the demo's base learns to: language_model_texts), instead of
+    a word of the question with the picture, which the two-layer demo model learns too slowly for a
+    one-minute demo. The scorers (evaluation.choice_metrics.parse_yes_no) read the yes or no.
+    """
+    return f"{asked_colour.capitalize()}? It is {colour}, so {'yes' if colour == asked_colour else 'no'}."
+
+
+def other_colour(colour: str, turn: int) -> str:
+    """One of the colours that is not `colour`: each in turn as `turn` counts up."""
+    names = list(COLOURS)
+    return names[(names.index(colour) + 1 + turn % (len(names) - 1)) % len(names)]
+
+
+def yes_no_colours(colour: str, index: int) -> tuple[str, str]:
+    """The colours the yes/no questions about picture `index` (of `colour`) ask about: its own
+    (yes) and another (no), each other colour in turn, in either order. Both about every picture:
+    one alone would let the model learn the answer from the picture, not from the question."""
+    other = other_colour(colour, index)
+    return (colour, other) if index % 2 == 0 else (other, colour)
+
+
 @dataclass(frozen=True)
 class Picture:
     """One generated picture and what it shows."""
@@ -109,8 +139,12 @@ class Picture:
 
     @property
     def questions_and_answers(self) -> tuple[tuple[str, str], ...]:
-        """The instruction data's questions about this picture, with their right answers."""
+        """The instruction data's open questions about this picture, with their right answers."""
         return tuple(zip((COLOUR_QUESTION, SHAPE_QUESTION), answers_of(self.colour, self.shape)))
+
+    def yes_no(self, colour: str) -> tuple[str, str]:
+        """YES_NO_QUESTION about `colour`, and its right answer for this picture."""
+        return YES_NO_QUESTION.format(colour=colour), yes_no_answer(self.colour, colour)
 
 
 @dataclass(frozen=True)
@@ -205,14 +239,18 @@ def alpaca_records() -> list[dict]:
 
 
 def llava_records(pictures: tuple[Picture, ...], image_root: Path) -> list[dict]:
-    """Two-turn conversations about each picture (LLaVA's fields); `image` relative to image_root.
+    """Four-turn conversations about each picture (LLaVA's fields); `image` relative to image_root:
+    its colour, its shape, and yes/no questions about its own colour and another (yes_no_colours).
 
-    Every other conversation asks its questions in the other order, so that each question is also
-    asked first, as a single question at inference is.
+    The order of the questions turns from one group of pictures to the next, so that each question
+    is also asked first, as a single question at inference is. (Turned by groups of a colour, a
+    round of COMBINATIONS apart: every colour and every shape sees every order.)
     """
     records = []
     for index, picture in enumerate(pictures):
-        exchanges = picture.questions_and_answers if index % 2 == 0 else picture.questions_and_answers[::-1]
+        exchanges = [*picture.questions_and_answers, *map(picture.yes_no, yes_no_colours(picture.colour, index))]
+        turn = (index // len(SHAPES) + index // len(COMBINATIONS)) % len(exchanges)
+        exchanges = exchanges[turn:] + exchanges[:turn]
         conversation = []
         for turn, (question, answer) in enumerate(exchanges):
             conversation.append({"from": "human", "value": "<image>\n" + question if turn == 0 else question})
@@ -241,7 +279,9 @@ def tokenizer_texts() -> list[str]:
     texts += [caption_of(*kind) for kind in COMBINATIONS]
     texts += [format_prompt(q, i) + " " + a for q, i, a in _TEXT_ONLY]
     texts += [format_prompt(COLOUR_QUESTION), format_prompt(SHAPE_QUESTION)]
+    texts += [format_prompt(YES_NO_QUESTION.format(colour=colour)) for colour in COLOURS]
     texts += [" ".join(answers_of(*kind)) for kind in COMBINATIONS]
+    texts += [yes_no_answer(colour, asked) for colour in COLOURS for asked in COLOURS]
     return texts * 10
 
 
@@ -284,6 +324,9 @@ def language_model_texts() -> list[str]:
     instruction is ever followed by its answer: following instructions is fine-tuning's to teach."""
     texts = [format_prompt(CAPTION_INSTRUCTION) + caption_of(*kind) for kind in COMBINATIONS]
     texts += [" ".join(answers_of(*kind)) for kind in COMBINATIONS]
+    # What any language model knows: a shape of one colour is not of another. (Blind, it cannot
+    # answer about a picture: the colour it names here is any colour.)
+    texts += [yes_no_answer(colour, asked) for colour in COLOURS for asked in COLOURS]
     texts += [answer for _, _, answer in _TEXT_ONLY]
     return texts
 

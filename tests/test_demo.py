@@ -23,6 +23,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from evaluation.choice_metrics import parse_yes_no
+from exps.demo_report import YES_NO
 from exps.tiny_assets import COLOUR_QUESTION, COLOURS, SHAPE_QUESTION, SHAPES, read_tiny_assets
 from model.tokenizer import Tokenizer
 from support import REPO_ROOT
@@ -33,6 +35,9 @@ DEMO_MARKER = ".imagebind_llm_demo"  # what exps/demo.sh leaves in its folder, t
 # shapes); below what the demo reached over seeds 0-4 (0.88-1.0, 1.0 and 0.71-1.0).
 CAPTIONS_RIGHT_AT_LEAST = 0.5
 ANSWERS_RIGHT_AT_LEAST = 0.5
+# The held-out yes/no questions (two a picture, one yes and one no: chance 0.5): what issue 15 asks of
+# the demo. It reached 1.0 over seeds 0-2 (0.5-0.8 at twice the learning rate).
+YES_NO_ACCURACY_AT_LEAST = 0.8
 
 
 def demo_env() -> dict[str, str]:
@@ -104,6 +109,19 @@ def test_finetuning_taught_it_to_answer_questions_about_new_pictures(demo):
         assert entry["fraction_after"] >= ANSWERS_RIGHT_AT_LEAST > entry["chance"], question
     losses = evidence["finetune_loss"]
     assert losses["last_epoch"]["train_loss"] < losses["first_epoch"]["train_loss"] / 2
+
+
+@pytest.mark.slow
+def test_finetuning_taught_it_to_answer_yes_or_no_about_new_pictures(demo):
+    output_dir, stdout = demo
+    entry = summary(output_dir)["instructions"][YES_NO]
+    questions = Counter(question.split(": ")[1] for question in entry["inputs"])
+    assert set(questions) == {f"Is the shape {colour}?" for colour in COLOURS}
+    labels = Counter(parse_yes_no(truth) for truth in entry["truth"])
+    assert labels["yes"] == labels["no"] == len(entry["truth"]) / 2 and entry["chance"] == 0.5
+    assert entry["accuracy_before"] == 0.0  # the pre-trained model captions: neither yes nor no
+    assert entry["accuracy_after"] >= YES_NO_ACCURACY_AT_LEAST  # scored as evaluation/ scores POPE
+    assert f"their yes or no: accuracy {entry['accuracy_after']:.0%} after" in stdout
 
 
 def test_the_demo_refuses_a_folder_of_other_files(tmp_path):

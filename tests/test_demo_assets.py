@@ -4,20 +4,23 @@ The facts: within RADIUS_RANGE the three shapes never cover the same area (a ran
 tells them apart by it); the tiny tokenizer keeps every caption word whole; the language-model base
 learns the captions' text (its loss falls to near the entropy of the choices left open) and keeps
 Meta's names, shapes and float16; every picture question is also asked first in the instruction
-data; assets.json gives back what write_tiny_assets returned.
+data, and the yes/no questions ask about each picture's own colour and another; assets.json gives back what write_tiny_assets returned.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from exps.tiny_assets import (BACKGROUND, COLOURS, SHAPES, Picture, draw_shape, language_model_texts, llava_records,
-                              meta_llama_state_dict, read_tiny_assets, write_tiny_assets)
+from exps.tiny_assets import (BACKGROUND, COLOUR_QUESTION, COLOURS, COMBINATIONS, SHAPE_QUESTION, SHAPES, Picture,
+                              draw_shape, language_model_texts, llava_records, meta_llama_state_dict, other_colour,
+                              read_tiny_assets, write_pictures, write_tiny_assets, yes_no_colours)
 from exps.tiny_language_model import next_token_loss, token_batch, train_language_model
 from model.llama import ModelArgs, Transformer
 from model.tokenizer import Tokenizer
@@ -82,13 +85,30 @@ def test_the_base_is_written_in_float16_as_meta_ships_it(tmp_path, one_thread):
     assert {tensor.dtype for tensor in shard.values()} == {torch.float16}
 
 
-def test_each_picture_question_is_asked_first_in_half_the_conversations(tmp_path):
-    pictures = tuple(Picture(tmp_path / f"{index}.png", "red", "circle") for index in range(4))
-    questions = [question for question, _ in pictures[0].questions_and_answers]
+def test_each_question_is_asked_first_in_a_quarter_of_the_conversations_for_every_colour(tmp_path):
+    rounds = 4  # the demo's 48 training pictures
+    pictures = write_pictures(tmp_path, rounds * len(COMBINATIONS), seed=0, prefix="p")
     records = llava_records(pictures, tmp_path)
-    first = [record["conversations"][0]["value"] for record in records]
-    assert first == [f"<image>\n{questions[0]}", f"<image>\n{questions[1]}"] * 2
-    assert all(len(record["conversations"]) == 4 for record in records)
+    assert all(len(record["conversations"]) == 8 for record in records)
+
+    def kind(question: str, picture: Picture) -> str:  # which of the four questions
+        return question if question in (COLOUR_QUESTION, SHAPE_QUESTION) else f"yes/no: {picture.colour in question}"
+
+    first = [(picture.colour, kind(record["conversations"][0]["value"].removeprefix("<image>\n"), picture))
+             for record, picture in zip(records, pictures)]
+    assert set(Counter(first).values()) == {len(SHAPES)}  # every colour sees each question first, equally often
+    assert len(Counter(first)) == len(COLOURS) * 4
+
+
+def test_every_picture_is_asked_yes_or_no_about_its_own_colour_and_another():
+    for colour in COLOURS:
+        for index in range(6):
+            asked = yes_no_colours(colour, index)
+            assert sorted(asked.count(name) for name in COLOURS) == [0, 0, 1, 1] and colour in asked
+        assert {other_colour(colour, turn) for turn in range(3)} == set(COLOURS) - {colour}
+    picture = Picture(Path("p.png"), "blue", "square")
+    assert picture.yes_no("blue") == ("Is the shape blue?", "Blue? It is blue, so yes.")
+    assert picture.yes_no("red") == ("Is the shape red?", "Red? It is blue, so no.")
 
 
 def test_assets_json_gives_back_what_write_tiny_assets_returned(assets):
