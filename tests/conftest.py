@@ -35,3 +35,18 @@ def tokenizer_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tokenizer(tokenizer_path: Path) -> Tokenizer:
     return Tokenizer(tokenizer_path)
+
+
+@pytest.fixture(scope="session")
+def app_files(tmp_path_factory: pytest.TempPathFactory):
+    """The chat app's tiny model files (tests/support/app_files.py), made once for its test modules."""
+    import torch
+
+    from support.app_files import write_app_files
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is faster, and the answers match the app's (one thread too)
+    try:
+        return write_app_files(tmp_path_factory.mktemp("app_files"))
+    finally:
+        torch.set_num_threads(threads)
