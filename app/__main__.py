@@ -87,7 +87,9 @@ def model_files(args: argparse.Namespace) -> dict[str, Path | None]:
             "visual_cache": Path(args.visual_cache) if args.visual_cache else None}
 
 
-def serve(args: argparse.Namespace) -> None:
+def serve(args: argparse.Namespace, block: bool = True):
+    """Load the model, build the page and serve it; block=False returns (page, blocks) with the server running
+    (the caller then closes the blocks and removes page.files)."""
     from app.uploads import SessionFiles, upload_folder
 
     files = SessionFiles(upload_folder())
@@ -95,15 +97,18 @@ def serve(args: argparse.Namespace) -> None:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ["GRADIO_TEMP_DIR"] = str(files.root)
     try:
-        paths = model_files(args)
-        blocks = load_page(paths, args, files)
+        page, blocks = load_page(model_files(args), args, files)
         from app.page import launch
 
         logger.info("serving on http://%s:%d (uploads in %s, at most %g MB each)", args.host, args.port, files.root,
                     args.max_upload_mb)
-        launch(blocks, args.host, args.port, args.max_upload_mb, share=args.share)
-    finally:
+        launch(blocks, args.host, args.port, args.max_upload_mb, share=args.share, block=block)
+    except BaseException:
         files.remove_all()
+        raise
+    if block:  # the server has stopped (Ctrl-C)
+        files.remove_all()
+    return page, blocks
 
 
 def load_page(paths: dict[str, Path | None], args: argparse.Namespace, files):
@@ -118,7 +123,7 @@ def load_page(paths: dict[str, Path | None], args: argparse.Namespace, files):
                      imagebind_args=read_imagebind_config(paths["imagebind_config"]), device=device)
     cache = load_visual_cache(paths["visual_cache"]) if paths["visual_cache"] else None
     page = ChatPage(ChatEngine(llm, cache), files, args.max_upload_mb)
-    return build_page(page, page_title(paths["checkpoint"], llm.phase, device))
+    return page, build_page(page, page_title(paths["checkpoint"], llm.phase, device))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -50,3 +50,35 @@ def app_files(tmp_path_factory: pytest.TempPathFactory):
         return write_app_files(tmp_path_factory.mktemp("app_files"))
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def app_server(app_files):
+    """(url, page): `python -m app`'s serve() on the tiny files, on a free local port, in this process.
+
+    One torch thread while it runs (the tiny matrices gain nothing from more, and the tests' own
+    reference answers are computed the same way); Gradio notices a closed session within 0.2 s.
+    """
+    import socket
+
+    import torch
+
+    from app.__main__ import build_parser, serve
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as env:
+        for name in ("GRADIO_ANALYTICS_ENABLED", "GRADIO_TEMP_DIR"):  # serve() sets them: put them back after
+            env.delenv(name, raising=False)
+        env.setenv("GRADIO_HEARTBEAT_INTERVAL", "0.2")
+        torch.set_num_threads(1)
+        args = build_parser().parse_args([*app_files.model_flags, "--port", str(port), "--max_upload_mb", "1"])
+        page, blocks = serve(args, block=False)
+        try:
+            yield f"http://127.0.0.1:{port}/", page
+        finally:
+            blocks.close()
+            page.files.remove_all()
+            torch.set_num_threads(threads)

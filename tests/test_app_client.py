@@ -9,16 +9,13 @@ session's uploads when it ends, and serve a page that fetches nothing from the i
 from __future__ import annotations
 
 import re
-import socket
 import time
 
 import httpx
 import pytest
-import torch
 
 from app.chat_prompt import conversation_ids, fit_conversation
-from app.engine import ChatEngine
-from app.uploads import SessionFiles, UploadError, read_upload, upload_folder
+from app.uploads import UploadError, read_upload
 from data.modality_inputs import read_inputs
 from data.prompt_tokens import tokenize_exchanges
 from data.records import Exchange
@@ -27,35 +24,11 @@ from model.tokenizer import format_prompt
 CAPTION = "Generate caption of this image"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def served(app_files):
-    """(url, page, llm): the page on a free local port, uploads in a folder of its own."""
-    with pytest.MonkeyPatch.context() as env:
-        files = SessionFiles(upload_folder())
-        env.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        env.setenv("GRADIO_TEMP_DIR", str(files.root))
-        env.setenv("GRADIO_HEARTBEAT_INTERVAL", "0.2")  # a closed session is noticed in a fraction of a second
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        from app.page import ChatPage, build_page, launch
-
-        llm = app_files.load()
-        page = ChatPage(ChatEngine(llm), files, max_upload_mb=1)
-        blocks = build_page(page, "test")
-        port = free_port()
-        launch(blocks, "127.0.0.1", port, max_upload_mb=1, block=False)
-        try:
-            yield f"http://127.0.0.1:{port}/", page, llm
-        finally:
-            blocks.close()
-            files.remove_all()
-            torch.set_num_threads(threads)
+def served(app_server):
+    """(url, page, llm) of the app served for this module (tests/conftest.py: app_server)."""
+    url, page = app_server
+    return url, page, page.engine.llm
 
 
 @pytest.fixture
