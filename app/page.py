@@ -164,7 +164,7 @@ def build_page(page: ChatPage, title: str) -> gr.Blocks:
                                                       elem_id=f"upload-{modality.lower()}")
                             if modality == "Image":
                                 preview = gr.Image(label="The picture", interactive=False, height=200,
-                                                   elem_id="image-preview")
+                                                   elem_id="image-preview", buttons=["fullscreen"])
                             weights[modality] = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label=f"{label} weight")
                     with gr.Tab("Text"):
                         text = gr.Textbox(label="A text for ImageBind's text encoder (a modality, not the question)",
@@ -176,7 +176,8 @@ def build_page(page: ChatPage, title: str) -> gr.Blocks:
                     cache_temperature = gr.Slider(0.0, 100.0, value=TEMPERATURE, label="Cache temperature")
                     cache_weight = gr.Slider(0.0, 1.0, value=WEIGHT, label="Cache weight")
             with gr.Column(scale=3):
-                chatbot = gr.Chatbot(label="Conversation", height=380, elem_id="chat")
+                chatbot = gr.Chatbot(label="Conversation", height=380, elem_id="chat",
+                                     buttons=["copy", "copy_all"])  # no share button: it posts to Hugging Face
                 question = gr.Textbox(label="Question", placeholder="Ask about the inputs", lines=1,
                                       elem_id="question")
                 with gr.Row():
