@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -45,3 +46,47 @@ def headless_chromium(width: int = 1280, height: int = 900, log_network: bool = 
         options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver_path = CHROMEDRIVER if CHROMEDRIVER.is_file() else Path(shutil.which("chromedriver"))
     return webdriver.Chrome(options=options, service=Service(executable_path=str(driver_path)))
+
+
+# -- the chat page, as a visitor uses it (the elem_ids of app/page.py) ----------------------------
+
+def wait_until(condition, what: str, timeout: float = 60.0):
+    """condition()'s first true value, polled; TimeoutError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def upload(driver, modality: str, path: str | Path) -> None:
+    """Give `path` to the file input of `modality` (its tab must be the one shown)."""
+    from selenium.webdriver.common.by import By
+
+    selector = f"#upload-{modality.lower()} input[type=file]"
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, selector), f"the {modality} input")[0].send_keys(str(path))
+
+
+def set_temperature(driver, value: float) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    field = driver.find_element(By.CSS_SELECTOR, "#temperature input[type=number]")
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(f"{value:g}", Keys.TAB)
+
+
+def send(driver, question: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, "#question textarea").send_keys(question)
+    driver.find_element(By.CSS_SELECTOR, "#send").click()
+
+
+def answers(driver) -> list[str]:
+    """The texts of the model's messages in the chat, oldest first."""
+    from selenium.webdriver.common.by import By
+
+    return [element.text for element in driver.find_elements(By.CSS_SELECTOR, '#chat [data-testid="bot"]')]

@@ -35,40 +35,24 @@ def parser():
     return p
 
 
-def wait_until(condition, what: str, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
 def take(url: str, picture: Path, questions: Sequence[str], output: Path) -> Path:
     from PIL import Image
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
-    from app.browser import headless_chromium
+    from app.browser import answers, headless_chromium, send, set_temperature, upload, wait_until
 
     driver = headless_chromium(width=1280, height=1000)
     try:
         driver.get(url)
-        upload = wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#upload-image input[type=file]"), "the page")
-        upload[0].send_keys(str(picture))
+        upload(driver, "Image", picture)
         wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#image-preview img"), "the preview")
-        temperature = driver.find_element(By.CSS_SELECTOR, "#temperature input[type=number]")
-        temperature.send_keys(Keys.CONTROL, "a")
-        temperature.send_keys("0", Keys.TAB)
+        set_temperature(driver, 0)
         for turn, question in enumerate(questions, start=1):
-            driver.find_element(By.CSS_SELECTOR, "#question textarea").send_keys(question)
-            driver.find_element(By.CSS_SELECTOR, "#send").click()
-            wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, '#chat [data-testid="bot"]')) == turn,
-                       f"answer {turn}")
-            # the answer is complete when the send button is usable again and the status spinner is gone
+            send(driver, question)
+            wait_until(lambda: len(answers(driver)) == turn, f"answer {turn}", timeout=120)
+            # the answer is complete when the chat's progress marks are gone
             wait_until(lambda: not driver.find_elements(By.CSS_SELECTOR, "#chat .generating, #chat .pending"),
-                       f"the end of answer {turn}")
+                       f"the end of answer {turn}", timeout=120)
             time.sleep(0.5)
         png = driver.get_screenshot_as_png()
     finally:

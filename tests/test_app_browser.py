@@ -10,11 +10,10 @@ to any host but its own.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
-from app.browser import headless_chromium, missing_browser
+from app.browser import answers, headless_chromium, missing_browser, send, set_temperature, upload, wait_until
 from app.chat_prompt import conversation_ids
 from data.modality_inputs import read_inputs
 from model.tokenizer import format_prompt
@@ -33,37 +32,16 @@ def browser():
     driver.quit()
 
 
-def wait_for(condition, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def bot_messages(driver) -> list[str]:
-    from selenium.webdriver.common.by import By
-
-    return [element.text for element in driver.find_elements(By.CSS_SELECTOR, '#chat [data-testid="bot"]')]
-
-
 def ask(driver, question: str, turn: int, expected: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    driver.find_element(By.CSS_SELECTOR, "#question textarea").send_keys(question)
-    driver.find_element(By.CSS_SELECTOR, "#send").click()
+    send(driver, question)
     try:
-        wait_for(lambda: len(bot_messages(driver)) == turn and bot_messages(driver)[-1] == expected,
-                 f"the answer {expected!r}")
-    except pytest.fail.Exception:
-        pytest.fail(f"the page shows {bot_messages(driver)}; model.generate answered {expected!r}")
+        wait_until(lambda: len(answers(driver)) == turn and answers(driver)[-1] == expected, f"the answer {expected!r}")
+    except TimeoutError:
+        pytest.fail(f"the page shows {answers(driver)}; model.generate answered {expected!r}")
 
 
 def test_the_page_answers_as_generate_does_turn_after_turn(app_server, browser, app_files):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
     llm = app_files.load()  # as the app loads it, with the app's one thread (app_server), so greedy choices agree
     inputs = read_inputs({"Image": [app_files.pictures[0], 1]})
@@ -74,21 +52,17 @@ def test_the_page_answers_as_generate_does_turn_after_turn(app_server, browser, 
 
     app_url = app_server[0]
     browser.get(app_url)
-    upload = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#upload-image input[type=file]"), "the page")
-    upload[0].send_keys(str(app_files.pictures[0]))
-    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#image-preview img"), "the picture's preview")
-    temperature = browser.find_element(By.CSS_SELECTOR, "#temperature input[type=number]")
-    temperature.send_keys(Keys.CONTROL, "a")
-    temperature.send_keys("0", Keys.TAB)
+    upload(browser, "Image", app_files.pictures[0])
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#image-preview img"), "the picture's preview")
+    set_temperature(browser, 0)
 
     ask(browser, CAPTION, 1, first)
     ask(browser, SECOND, 2, second)
 
     browser.find_element(By.CSS_SELECTOR, '#upload-image button[aria-label="Clear"]').click()
-    upload = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#upload-image input[type=file]"), "an empty input")
-    upload[0].send_keys(str(app_files.broken))
-    toast = wait_for(lambda: [t.text for t in browser.find_elements(By.CSS_SELECTOR, '[data-testid="toast-text"]')
-                              if "cannot be read" in t.text], "the error message")
+    upload(browser, "Image", app_files.broken)
+    toast = wait_until(lambda: [t.text for t in browser.find_elements(By.CSS_SELECTOR, '[data-testid="toast-text"]')
+                                if "cannot be read" in t.text], "the error message")
     assert toast[0].startswith("broken.png cannot be read as a picture")
 
     hosts = set()
