@@ -77,7 +77,8 @@ class ChatEngine:
         """Replies with the answer so far, the last one `done`. `inputs` as ImageBindLLM.generate takes
         them (tensors on any device, moved here); None: no input, the zero image of text-only training."""
         prompt = fit_conversation(self.llm.tokenizer, history, question, self.max_seq_len, sampling.max_gen_len)
-        notice = context_notice(prompt.dropped, len(history), self.max_seq_len, prompt.answer_room, sampling.max_gen_len)
+        notice = context_notice(prompt.dropped, len(history), self.max_seq_len, prompt.answer_room,
+                                sampling.max_gen_len)
         if inputs is not None:
             inputs = {name: [value.to(self.device), weight] for name, (value, weight) in inputs.items()}
         stop = self._stops[session] = threading.Event()

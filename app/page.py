@@ -17,7 +17,7 @@ sets them before importing this module.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import gradio as gr
 
@@ -134,13 +134,13 @@ class ChatPage:
         except ContextTooShort as error:
             raise gr.Error(f"The question does not fit: {error}.", title="Too long") from None
 
-    def regenerate(self, history: list[dict], *values: Any, request: gr.Request = None) -> Iterator[tuple]:
-        """Answer the last question again (another sample unless the temperature is 0)."""
+    def take_back(self, history: list[dict]) -> tuple[list[dict], str]:
+        """Regenerate's first step: the chat without its last exchange, and that exchange's question
+        (chat then asks it again: another sample unless the temperature is 0)."""
         pairs = exchanges_of(history)
         if not pairs:
             raise gr.Error("There is no answer to regenerate yet.", title="Nothing to regenerate")
-        earlier, (question, _) = pairs[:-1], pairs[-1]
-        yield from self.chat(question, messages_of(earlier), *values, request=request)
+        return messages_of(pairs[:-1]), pairs[-1][0]
 
     def stop(self, request: gr.Request) -> None:
         self.engine.stop(request.session_hash)
@@ -193,15 +193,17 @@ def build_page(page: ChatPage, title: str) -> gr.Blocks:
                                            step=1, label="Maximum length (tokens)")
                 notice = gr.Markdown(elem_id="notice")
 
-        settings = [files["Image"], weights["Image"], files["Audio"], weights["Audio"], files["Video"], weights["Video"],
-                    files["Depth"], weights["Depth"], files["Thermal"], weights["Thermal"], files["IMU"], weights["IMU"],
-                    files["Point"], weights["Point"], text, text_weight, use_cache, cache_size, cache_temperature,
-                    cache_weight, temperature, top_p, max_length]
+        # in the order of ChatPage.chat's parameters after the question and the chat
+        settings = [component for modality, _, _ in FILE_INPUTS for component in (files[modality], weights[modality])]
+        settings += [text, text_weight, use_cache, cache_size, cache_temperature, cache_weight, temperature, top_p,
+                     max_length]
         outputs = [chatbot, question, notice]
         generating = dict(concurrency_id=QUEUE_ID, concurrency_limit=1)
         send.click(page.chat, [question, chatbot, *settings], outputs, api_name="chat", **generating)
         question.submit(page.chat, [question, chatbot, *settings], outputs, api_visibility="private", **generating)
-        regenerate.click(page.regenerate, [chatbot, *settings], outputs, api_name="regenerate", **generating)
+        # the last question goes back into the question box, and is asked again from there
+        regenerate.click(page.take_back, chatbot, [chatbot, question], api_name="regenerate", queue=False).success(
+            page.chat, [question, chatbot, *settings], outputs, api_visibility="private", **generating)
         stop.click(page.stop, None, None, api_name="stop", concurrency_limit=None)
         clear.click(lambda: ([], "", ""), None, outputs, api_name="clear", queue=False)
 

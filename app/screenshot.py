@@ -58,7 +58,8 @@ def take(url: str, picture: Path, questions: Sequence[str], output: Path) -> Pat
     finally:
         driver.quit()
     output.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=64)  # flat colours: a palette loses nothing visible
+    # flat colours: a 64-colour palette loses nothing visible and keeps the file small
+    image = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=64)
     image.save(output, optimize=True)
     return output
 
@@ -69,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser().parse_args(argv)
     init_logger(0)
-    picture = Path(args.picture) if args.picture else demo_folder() / "assets" / "shapes" / "pictures" / "held_out_000.png"
+    picture = Path(args.picture or demo_folder() / "assets" / "shapes" / "pictures" / "held_out_000.png")
     with exit_on_user_error():
         if not picture.is_file():
             raise FileNotFoundError(f"{picture}: no such picture (run `bash exps/demo.sh`, or give --picture)")

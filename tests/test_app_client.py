@@ -8,11 +8,13 @@ session's uploads when it ends, and serve a page that fetches nothing from the i
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
 import httpx
 import pytest
+import torch
 
 from app.chat_prompt import conversation_ids, fit_conversation
 from app.uploads import UploadError, read_upload
@@ -227,3 +229,57 @@ def test_uploads_are_gone_after_the_session(served, app_files):
     while list(root.rglob(name)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not list(root.rglob(name))
+
+
+# -- the command line and the settings -------------------------------------------------------------
+
+def test_the_defaults_are_local_private_and_the_demos(tmp_path, monkeypatch, app_server):
+    from app.__main__ import build_parser, model_files
+    from engine.errors import SetupError
+
+    args = build_parser().parse_args([])
+    assert (args.host, args.share, args.max_upload_mb) == ("127.0.0.1", False, 50)
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"  # set by the running app's serve()
+    monkeypatch.setenv("IMAGEBIND_LLM_DEMO", str(tmp_path))
+    with pytest.raises(SetupError, match="run `bash exps/demo.sh` first"):
+        model_files(args)
+    checkpoint = tmp_path / "finetune" / "checkpoint-last.pth"
+    checkpoint.parent.mkdir()
+    checkpoint.touch()
+    paths = model_files(args)  # the paths examples/inference.ipynb loads after the demo
+    assert paths == {"checkpoint": checkpoint, "llama_dir": tmp_path / "assets" / "llama",
+                     "imagebind_path": tmp_path / "assets" / "imagebind" / "tiny.pth",
+                     "imagebind_config": tmp_path / "assets" / "imagebind" / "tiny.yaml", "visual_cache": None}
+
+
+def test_the_visual_cache_applies_to_the_request_that_asks_for_it(served, app_files):
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from app.engine import CacheSettings, ChatEngine, Sampling
+    from model.visual_cache import VisualCache
+
+    llm = served[2]
+    embeddings = torch.randn(6, llm.image_bind.out_embed_dim, generator=torch.Generator().manual_seed(0))
+    cache = VisualCache(F.normalize(embeddings, dim=-1))
+    engine = ChatEngine(llm, cache)
+    inputs = read_inputs({"Image": [app_files.pictures[0], 1]})
+    settings = CacheSettings(size=3, temperature=5.0, weight=0.9)
+    replies = list(engine.answer("s", inputs, [], CAPTION, Sampling(0.0, 0.75, 12), settings))
+    assert llm.visual_cache is None  # off again for the next request
+    llm.use_visual_cache(dataclasses.replace(cache, size=3, temperature=5.0, weight=0.9))
+    try:
+        expected = llm.generate(inputs, [format_prompt(CAPTION)], max_gen_len=12, temperature=0)[0]
+    finally:
+        llm.use_visual_cache(None)
+    assert replies[-1].done and replies[-1].text == expected
+
+
+def test_regenerate_answers_the_last_question_again_and_clear_empties_the_chat(served, client, app_files):
+    first = client.predict(CAPTION, [], image_of(app_files), temperature=0, max_length=12, api_name="/chat")
+    earlier, question = client.predict(first[0], api_name="/regenerate")  # the page then asks the question again
+    assert (earlier, question) == ([], CAPTION)
+    again = client.predict(question, earlier, image_of(app_files), temperature=0, max_length=12, api_name="/chat")
+    assert again[0] == first[0] and len(again[0]) == 2
+    assert client.predict(api_name="/clear") == ([], "", "")
