@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -102,6 +103,8 @@ def serve(args: argparse.Namespace, block: bool = True):
 
         logger.info("serving on http://%s:%d (uploads in %s, at most %g MB each)", args.host, args.port, files.root,
                     args.max_upload_mb)
+        if block:  # `kill` stops it as Ctrl-C does, so that the uploads are removed
+            signal.signal(signal.SIGTERM, stop_on_terminate)
         launch(blocks, args.host, args.port, args.max_upload_mb, share=args.share, block=block)
     except BaseException:
         files.remove_all()
@@ -109,6 +112,10 @@ def serve(args: argparse.Namespace, block: bool = True):
     if block:  # the server has stopped (Ctrl-C)
         files.remove_all()
     return page, blocks
+
+
+def stop_on_terminate(signum, frame):
+    raise KeyboardInterrupt  # Gradio's wait for the server ends on it, and closes the server
 
 
 def load_page(paths: dict[str, Path | None], args: argparse.Namespace, files):
