@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -82,3 +83,9 @@ def app_server(app_files):
             blocks.close()
             page.files.remove_all()
             torch.set_num_threads(threads)
+            # Gradio fixes its scratch folder when first imported (the first app's upload folder) and makes
+            # a subfolder there for each server: a second server in this process makes it again.
+            from gradio import routes
+
+            if Path(routes.DEFAULT_TEMP_DIR).name.startswith("imagebind-llm-app-"):
+                shutil.rmtree(routes.DEFAULT_TEMP_DIR, ignore_errors=True)
