@@ -38,7 +38,8 @@ def choose_next_token(logits: torch.Tensor, temperature: float, top_p: float) ->
 
 
 def stream_tokens(step: StepFn, prompts: Sequence[Sequence[int]], max_gen_len: int, max_len: int,
-                  eos_id: int, temperature: float, top_p: float, device: torch.device | str) -> Iterator[list[int | None]]:
+                  eos_id: int, temperature: float, top_p: float,
+                  device: torch.device | str) -> Iterator[list[int | None]]:
     """After each decoding step, the token that each prompt's continuation gained (None: none).
 
     A row gains nothing while it is still reading its own prompt, once it has chosen its eos (the
