@@ -153,7 +153,7 @@ class ChatPage:
 def build_page(page: ChatPage, title: str) -> gr.Blocks:
     """The Blocks of the page (see the module docstring); launch it with theme() (Gradio 6 takes it there)."""
     with gr.Blocks(title="ImageBind-LLM chat", analytics_enabled=False) as blocks:
-        gr.Markdown(f"## ImageBind-LLM\n{title}")
+        gr.Markdown(f"## ImageBind-LLM\n{title}; files of at most {page.max_upload_mb:g} MB")
         with gr.Row():
             with gr.Column(scale=2):
                 files, weights = {}, {}
