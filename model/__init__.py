@@ -8,7 +8,7 @@ The model itself takes tensors only:
 
     llama.py       LLaMA in Meta's layout (RMSNorm, rotary, SwiGLU, KV cache), biases and LoRA
     adapter.py     ImageBindLLM: ImageBind -> bridge -> gated prefix in every layer; loss, generate
-    generation.py  the decoding loop (top-p, per-row end of sequence)
+    generation.py  the decoding loop (top-p, per-row end of sequence), streamed token by token
     visual_cache.py  the paper's visual cache: embeddings pulled towards cached image embeddings
     layout.py      which tensors each phase trains, which a released file holds, the phase its keys say
     tokenizer.py   the tokenizer, the prompts and the batch constants data/ shares (its one import here)

@@ -18,13 +18,13 @@ import contextlib
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.generation import generate_tokens
+from model.generation import continuations_of, stream_tokens
 from model.imagebind import ImageBindModel, imagebind_huge
 from model.layout import (
     BRIDGE_BLOCKS, BRIDGE_MODULES, PREFIX_MODULE, check_phase, released_state_dict, trainable_parameters,
@@ -328,11 +328,21 @@ class ImageBindLLM(nn.Module):
     def generate_ids(self, inputs: Mapping[str, tuple[torch.Tensor, float]] | None,
                      prompts: Sequence[str | Sequence[int]], max_gen_len: int = 256, temperature: float = 0.1,
                      top_p: float = 0.75) -> list[list[int]]:
-        """As generate, but the continuations' token ids."""
+        """As generate, but the continuations' token ids: stream_ids consumed to the end."""
+        return continuations_of(self.stream_ids(inputs, prompts, max_gen_len, temperature, top_p), len(prompts))
+
+    @torch.inference_mode()
+    def stream_ids(self, inputs: Mapping[str, tuple[torch.Tensor, float]] | None,
+                   prompts: Sequence[str | Sequence[int]], max_gen_len: int = 256, temperature: float = 0.1,
+                   top_p: float = 0.75) -> Iterator[list[int | None]]:
+        """As generate_ids, one decoding step at a time: after each step, the token each prompt's
+        continuation gained, or None (model/generation.stream_tokens). Stop early by closing it."""
         if self.tokenizer is None:
             raise ValueError("generation needs the model's tokenizer: build ImageBindLLM with tokenizer=")
         prompt_ids = [self.tokenizer.encode(p, bos=True, eos=False) if isinstance(p, str) else list(p) for p in prompts]
         device = self.llama.tok_embeddings.weight.device
+        # The precision is entered around each computation, not across the yields: an autocast left
+        # on while the caller runs between two tokens would change the caller's arithmetic.
         with self.precision(device):
             if inputs is None:
                 zero = self.zero_image_embedding((3, IMAGE_SIZE, IMAGE_SIZE), device)
@@ -342,11 +352,12 @@ class ImageBindLLM(nn.Module):
             if visual.shape[0] not in (1, len(prompt_ids)):
                 raise ValueError(f"{visual.shape[0]} visual inputs for {len(prompt_ids)} prompts: give one, or one per prompt")
             prefixes = self.prefixes(visual.expand(len(prompt_ids), -1, -1))
-            longest = max(len(p) for p in prompt_ids)
-            caches = self.llama.new_kv_caches(len(prompt_ids), min(self.llama.args.max_seq_len, longest + max_gen_len))
+        longest = max(len(p) for p in prompt_ids)
+        caches = self.llama.new_kv_caches(len(prompt_ids), min(self.llama.args.max_seq_len, longest + max_gen_len))
 
-            def step(chunk: torch.Tensor, start_pos: int) -> torch.Tensor:
+        def step(chunk: torch.Tensor, start_pos: int) -> torch.Tensor:
+            with self.precision(device):
                 return self.llama.last_logits(chunk, start_pos, prefixes, caches)
 
-            return generate_tokens(step, prompt_ids, max_gen_len, self.llama.args.max_seq_len,
-                                   self.tokenizer.eos_id, temperature, top_p, device)
+        yield from stream_tokens(step, prompt_ids, max_gen_len, self.llama.args.max_seq_len,
+                                 self.tokenizer.eos_id, temperature, top_p, device)

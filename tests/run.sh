@@ -5,14 +5,20 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 python="$(bash exps/setup_venv.sh tests/requirements.txt | tail -n 1)"
-# The caption metrics (pycocoevalcap's tokenizer and METEOR) run Java: install a headless one where
-# it is missing (CI runs as root), or name the one command to run.
-if ! command -v java >/dev/null 2>&1; then
+# System packages the suite needs: Java for the caption metrics (pycocoevalcap's tokenizer and
+# METEOR), Debian's Chromium and its driver for the chat app's browser test (Selenium must not
+# download a browser). Install the missing ones with apt where we can (CI runs as root), or name
+# the one command to run.
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "Installing a headless Java for the caption metrics (apt-get install default-jre-headless)" >&2
-        apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >&2
+        echo "Installing ${missing[*]} (apt-get install)" >&2
+        apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
     else
-        echo "tests/run.sh: the caption metrics need Java; install it with: sudo apt-get install -y default-jre-headless" >&2
+        echo "tests/run.sh: the suite needs ${missing[*]}; install with: sudo apt-get install -y ${missing[*]}" >&2
         exit 1
     fi
 fi
