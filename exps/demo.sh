@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole path on a CPU in about a minute, with no weights or data downloaded:
+# The whole path on a CPU in about two minutes, with no weights or data downloaded:
 #   bash exps/demo.sh [OUTPUT_DIR]          (default ./demo_output; everything goes under it)
 #
 # 1. makes (or reuses) .venv with exps/setup_venv.sh (the first time it installs the packages);
