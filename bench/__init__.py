@@ -6,6 +6,8 @@
     flops.py         the useful FLOPs that the utilisation figure counts
     memory_estimate.py  a step's peak GPU memory, estimated on the CPU with fake tensors
     run_matrix.sh    issue 6's measurements on one GPU, most important first
+    gpu_smoke.sh     the whole path on a GPU in minutes (launchers in bf16 and fp16, generation, the compiled step)
+    smoke_generate.py  model.load + generate on a device beside the same on the CPU (gpu_smoke.sh's step)
     startup.py       time to the first step through the launchers, as the demo starts each phase
     modality_readers.py  files per second of the sound, video and text readers on one core
     loader.py        training samples per second per core on generated JPEGs, the published loader alongside
