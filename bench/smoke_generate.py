@@ -23,16 +23,16 @@ import torch
 import model
 from engine.flags import read_imagebind_config
 from exps.demo_report import load_pixels
-from exps.tiny_assets import COLOUR_QUESTION, read_tiny_assets
+from exps.tiny_assets import COLOUR_QUESTION, TinyAssets, read_tiny_assets
 from model.tokenizer import format_prompt
 from util.checkpoint import LAST_CHECKPOINT_NAME
 
 
-def answers_on(device: str, run_dir: Path, phase: str, pixels: torch.Tensor) -> tuple[list[str], str, float]:
-    """The colour answers of the checkpoint loaded on `device`, its frozen dtype and the seconds it took."""
-    assets = read_tiny_assets(run_dir / "assets")
+def answers_on(device: str, assets: TinyAssets, checkpoint: Path,
+               pixels: torch.Tensor) -> tuple[list[str], str, float]:
+    """The colour answers of `checkpoint` loaded on `device`, its frozen dtype and the seconds it took."""
     started = time.perf_counter()
-    llm = model.load(run_dir / phase / LAST_CHECKPOINT_NAME, assets.llama_dir, assets.imagebind_path,
+    llm = model.load(checkpoint, assets.llama_dir, assets.imagebind_path,
                      imagebind_args=read_imagebind_config(assets.imagebind_config), device=device)
     prompts = [format_prompt(COLOUR_QUESTION)] * len(pixels)
     answers = llm.generate({"Image": [pixels.to(device), 1]}, prompts, max_gen_len=12, temperature=0)
@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     assets = read_tiny_assets(args.run_dir / "assets")
     pixels = load_pixels(assets.held_out_pictures)
     truth = [dict(picture.questions_and_answers)[COLOUR_QUESTION] for picture in assets.held_out_pictures]
-    cpu, _, _ = answers_on("cpu", args.run_dir, args.phase, pixels)
-    device, dtype, seconds = answers_on(args.device, args.run_dir, args.phase, pixels)
+    checkpoint = args.run_dir / args.phase / LAST_CHECKPOINT_NAME
+    cpu, _, _ = answers_on("cpu", assets, checkpoint, pixels)
+    device, dtype, seconds = answers_on(args.device, assets, checkpoint, pixels)
 
     def right(answers: list[str]) -> int:
         return sum(said.strip() == want for said, want in zip(answers, truth))

@@ -63,8 +63,8 @@ RADIUS_RANGE = (0.35, 0.38)
 # What the instruction data (LLaVA style) asks about each picture.
 COLOUR_QUESTION = "What colour is the shape?"
 SHAPE_QUESTION = "What shape is it?"
-# And a yes/no question about a colour, right for half of the pictures (yes_no_answer says why the
-# answer names the colour first).
+# And a yes/no question about a colour: asked about each picture's own colour and another
+# (yes_no_colours); yes_no_answer says why the answer names the colour first.
 YES_NO_QUESTION = "Is the shape {colour}?"
 LLAMA_TYPE = "tiny"
 MANIFEST_NAME = "assets.json"
